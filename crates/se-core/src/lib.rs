@@ -1,0 +1,22 @@
+//! Squeeze-and-Excitation building blocks for Burn, generic over the backend.
+//!
+//! - [`SqueezeExcitation`]: the SE module (squeeze, excitation, scale).
+//! - [`BasicBlock`] and [`Bottleneck`]: residual blocks with an optional SE module placed as in the
+//!   paper's integration study ([`SePlacement`]).
+
+pub mod block;
+pub mod complexity;
+pub mod params;
+pub mod squeeze_excitation;
+#[cfg(test)]
+pub(crate) mod test_util;
+
+pub use block::{
+    BasicBlock, BasicBlockConfig, BlockAttentionConfig, Bottleneck, BottleneckConfig, Downsample,
+    ResidualBlock, SePlacement,
+};
+pub use complexity::Complexity;
+pub use params::trainable_params;
+pub use squeeze_excitation::{
+    Gate, Squeeze, SqueezeExcitation, SqueezeExcitationConfig, make_divisible,
+};

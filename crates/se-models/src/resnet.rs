@@ -1,0 +1,340 @@
+//! One generic ResNet: stem, up to four stages of residual blocks, global average pool, classifier.
+//! Every named model (ResNet, SE-ResNet, SE-ResNeXt, CIFAR ResNets) is a [`ResNetConfig`].
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+
+use se_core::block::conv;
+use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
+use se_core::{BasicBlockConfig, BlockAttentionConfig, BottleneckConfig, ResidualBlock};
+
+/// The stem that turns the input image into the first stage's feature map.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Stem {
+    /// 7x7/2 conv, BN, ReLU, 3x3/2 max pool with padding 1 (torchvision, timm): 224 → 56.
+    ImageNet,
+    /// 7x7/2 conv, BN, ReLU, 3x3/2 max pool without padding, rounding up (Caffe, and Cadene's port
+    /// of the original SENet release): 224 → 56.
+    Caffe,
+    /// 3x3/1 conv, BN, ReLU, no pooling (He et al.'s CIFAR ResNets): 32 → 32.
+    Cifar,
+}
+
+impl Stem {
+    fn conv_kernel_stride(self) -> (usize, usize) {
+        match self {
+            Stem::ImageNet | Stem::Caffe => (7, 2),
+            Stem::Cifar => (3, 1),
+        }
+    }
+
+    /// `(padding, ceil_mode)` of the max pool, if the stem has one.
+    fn pool(self) -> Option<(usize, bool)> {
+        match self {
+            Stem::ImageNet => Some((1, false)),
+            Stem::Caffe => Some((0, true)),
+            Stem::Cifar => None,
+        }
+    }
+}
+
+/// The residual block type of every stage.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convs, expansion 1.
+    Basic,
+    /// 1x1 → 3x3 → 1x1, expansion 4.
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Output channels per `planes`.
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => BasicBlockConfig::EXPANSION,
+            BlockKind::Bottleneck => BottleneckConfig::EXPANSION,
+        }
+    }
+}
+
+/// Configuration of a [`ResNet`].
+#[derive(Config, Debug)]
+pub struct ResNetConfig {
+    /// Number of blocks in each stage (one to four stages).
+    pub layers: Vec<usize>,
+    /// Block type of every stage.
+    pub block: BlockKind,
+    /// Base width (`planes`) of each stage; a stage outputs `planes * expansion` channels.
+    #[config(default = "vec![64, 128, 256, 512]")]
+    pub widths: Vec<usize>,
+    /// The stem.
+    #[config(default = "Stem::ImageNet")]
+    pub stem: Stem,
+    /// Output channels of the stem.
+    #[config(default = 64)]
+    pub stem_width: usize,
+    /// Groups of the bottleneck's 3x3 conv (ResNeXt cardinality).
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Width per group of the bottleneck's 3x3 conv at `planes = 64` (ResNeXt `d`).
+    #[config(default = 64)]
+    pub base_width: usize,
+    /// Stride on the bottleneck's first 1x1 conv instead of its 3x3 (Caffe/Cadene SE-ResNet).
+    #[config(default = false)]
+    pub stride_on_1x1: bool,
+    /// SE module and placement of every block.
+    #[config(default = "BlockAttentionConfig::new()")]
+    pub attention: BlockAttentionConfig,
+    /// Channels of the input image (3 for RGB, 1 for MNIST).
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Number of classes of the classifier.
+    #[config(default = 1000)]
+    pub num_classes: usize,
+    /// Dropout before the classifier.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Start every block as the identity by zeroing its last BatchNorm's scale.
+    #[config(default = false)]
+    pub zero_init_last: bool,
+}
+
+/// The configuration of one block of a network, of either kind.
+enum BlockSpec {
+    Basic(BasicBlockConfig),
+    Bottleneck(BottleneckConfig),
+}
+
+impl BlockSpec {
+    fn init<B: Backend>(&self, device: &B::Device) -> ResidualBlock<B> {
+        match self {
+            BlockSpec::Basic(config) => ResidualBlock::Basic(config.init(device)),
+            BlockSpec::Bottleneck(config) => ResidualBlock::Bottleneck(config.init(device)),
+        }
+    }
+
+    fn complexity(&self, input: Size) -> (Complexity, Size) {
+        match self {
+            BlockSpec::Basic(config) => config.complexity(input),
+            BlockSpec::Bottleneck(config) => config.complexity(input),
+        }
+    }
+}
+
+/// Parameters and multiply-adds of one part of a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageComplexity {
+    /// `stem`, `layer1`..`layer4` or `fc`, as the module fields.
+    pub name: &'static str,
+    /// Cost of the part.
+    pub cost: Complexity,
+    /// Output shape `[C, H, W]` (`[classes, 1, 1]` for `fc`).
+    pub output: [usize; 3],
+}
+
+const STAGE_NAMES: [&str; 4] = ["layer1", "layer2", "layer3", "layer4"];
+
+impl ResNetConfig {
+    /// Channels of the pooled feature vector (the classifier's input).
+    pub fn feature_channels(&self) -> usize {
+        self.widths
+            .last()
+            .map_or(self.stem_width, |w| w * self.block.expansion())
+    }
+
+    fn validate(&self) {
+        assert!(
+            (1..=4).contains(&self.layers.len()),
+            "a ResNet has one to four stages, got {}",
+            self.layers.len()
+        );
+        assert_eq!(
+            self.layers.len(),
+            self.widths.len(),
+            "`layers` and `widths` must have one entry per stage"
+        );
+        assert!(
+            self.block == BlockKind::Bottleneck || (self.groups == 1 && self.base_width == 64),
+            "grouped convolutions (ResNeXt) need bottleneck blocks"
+        );
+    }
+
+    /// Block configurations, stage by stage: the first block of every stage but the first has
+    /// stride 2.
+    fn block_specs(&self) -> Vec<Vec<BlockSpec>> {
+        self.validate();
+        let mut in_channels = self.stem_width;
+        let mut stages = Vec::with_capacity(self.layers.len());
+        for (stage, (&blocks, &planes)) in self.layers.iter().zip(&self.widths).enumerate() {
+            let mut specs = Vec::with_capacity(blocks);
+            for index in 0..blocks {
+                let stride = if stage > 0 && index == 0 { 2 } else { 1 };
+                specs.push(match self.block {
+                    BlockKind::Basic => BlockSpec::Basic(
+                        BasicBlockConfig::new(in_channels, planes)
+                            .with_stride(stride)
+                            .with_attention(self.attention.clone())
+                            .with_zero_init_last(self.zero_init_last),
+                    ),
+                    BlockKind::Bottleneck => BlockSpec::Bottleneck(
+                        BottleneckConfig::new(in_channels, planes)
+                            .with_stride(stride)
+                            .with_groups(self.groups)
+                            .with_base_width(self.base_width)
+                            .with_stride_on_1x1(self.stride_on_1x1)
+                            .with_attention(self.attention.clone())
+                            .with_zero_init_last(self.zero_init_last),
+                    ),
+                });
+                in_channels = planes * self.block.expansion();
+            }
+            stages.push(specs);
+        }
+        stages
+    }
+
+    /// Builds the network.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
+        let mut stages = self.block_specs().into_iter().map(|specs| {
+            specs
+                .iter()
+                .map(|spec| spec.init(device))
+                .collect::<Vec<_>>()
+        });
+        let mut next_stage = || stages.next().unwrap_or_default();
+        let (kernel, stride) = self.stem.conv_kernel_stride();
+        ResNet {
+            conv1: conv(self.in_channels, self.stem_width, kernel, stride, 1).init(device),
+            bn1: BatchNormConfig::new(self.stem_width).init(device),
+            maxpool: self.stem.pool().map(|(padding, ceil_mode)| {
+                MaxPool2dConfig::new([3, 3])
+                    .with_strides([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(
+                        padding, padding, padding, padding,
+                    ))
+                    .with_ceil_mode(ceil_mode)
+                    .init()
+            }),
+            layer1: next_stage(),
+            layer2: next_stage(),
+            layer3: next_stage(),
+            layer4: next_stage(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            fc: LinearConfig::new(self.feature_channels(), self.num_classes).init(device),
+        }
+    }
+
+    /// Parameters and multiply-adds per part for an `input`-sized image, computed from the config.
+    pub fn complexity(&self, input: Size) -> Vec<StageComplexity> {
+        let (kernel, stride) = self.stem.conv_kernel_stride();
+        let (stem, mut size) = conv_bn(self.in_channels, self.stem_width, kernel, stride, 1, input);
+        if let Some((padding, ceil)) = self.stem.pool() {
+            size = window_output(size, 3, 2, padding, ceil);
+        }
+        let mut parts = vec![StageComplexity {
+            name: "stem",
+            cost: stem,
+            output: [self.stem_width, size[0], size[1]],
+        }];
+        let mut channels = self.stem_width;
+        for ((specs, name), planes) in self.block_specs().iter().zip(STAGE_NAMES).zip(&self.widths)
+        {
+            let mut cost = Complexity::default();
+            for spec in specs {
+                let (block, out) = spec.complexity(size);
+                cost += block;
+                size = out;
+            }
+            channels = planes * self.block.expansion();
+            parts.push(StageComplexity {
+                name,
+                cost,
+                output: [channels, size[0], size[1]],
+            });
+        }
+        parts.push(StageComplexity {
+            name: "fc",
+            cost: linear(channels, self.num_classes, true),
+            output: [self.num_classes, 1, 1],
+        });
+        parts
+    }
+
+    /// Total parameters and multiply-adds for an `input`-sized image.
+    pub fn total_complexity(&self, input: Size) -> Complexity {
+        self.complexity(input)
+            .iter()
+            .fold(Complexity::default(), |total, part| total + part.cost)
+    }
+}
+
+/// A ResNet. Field names follow torchvision/timm's state-dict keys (`conv1`, `bn1`, `layer1`..`layer4`,
+/// `fc`), so PyTorch checkpoints map onto it with few renames. Stages a config does not use
+/// (CIFAR ResNets have three) are empty.
+#[derive(Module, Debug)]
+pub struct ResNet<B: Backend> {
+    /// Stem convolution.
+    pub conv1: Conv2d<B>,
+    /// Stem BatchNorm.
+    pub bn1: BatchNorm<B>,
+    /// Stem max pool (ImageNet and Caffe stems).
+    pub maxpool: Option<MaxPool2d>,
+    /// Stage 1 (stride 1).
+    pub layer1: Vec<ResidualBlock<B>>,
+    /// Stage 2 (stride 2).
+    pub layer2: Vec<ResidualBlock<B>>,
+    /// Stage 3 (stride 2).
+    pub layer3: Vec<ResidualBlock<B>>,
+    /// Stage 4 (stride 2).
+    pub layer4: Vec<ResidualBlock<B>>,
+    /// Dropout before the classifier.
+    pub dropout: Dropout,
+    /// Classifier.
+    pub fc: Linear<B>,
+}
+
+impl<B: Backend> ResNet<B> {
+    /// The feature map after the last stage.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`
+    /// - output: `[N, C_features, H / s, W / s]` (`s` = 32 for ImageNet models, 4 for CIFAR ones)
+    pub fn feature_map(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        if let Some(pool) = &self.maxpool {
+            x = pool.forward(x);
+        }
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .flatten()
+            .fold(x, |x, block| block.forward(x))
+    }
+
+    /// The pooled embedding: the global average of the last feature map, whatever its size.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`
+    /// - output: `[N, C_features]`
+    pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let map = self.feature_map(x);
+        let [n, c, h, w] = map.dims();
+        map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+    }
+
+    /// Class logits (no softmax: the loss or the caller applies it).
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`
+    /// - output: `[N, num_classes]`
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.fc.forward(self.dropout.forward(self.features(x)))
+    }
+}

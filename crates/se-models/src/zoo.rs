@@ -1,0 +1,187 @@
+//! Named models: each is a short [`ResNetConfig`], and a registry finds them by name.
+
+use se_core::{BlockAttentionConfig, SqueezeExcitationConfig};
+
+use crate::resnet::{BlockKind, ResNetConfig, Stem};
+
+/// timm's SE module (`seresnet*`, `seresnext*`): reduction 16, hidden width rounded to a multiple
+/// of 8, so checkpoints from timm fit.
+fn timm_se() -> BlockAttentionConfig {
+    BlockAttentionConfig::new().with_se(Some(SqueezeExcitationConfig::new()))
+}
+
+/// The paper's SE module for the narrow CIFAR networks: hidden width exactly `C / 16`.
+fn cifar_se() -> BlockAttentionConfig {
+    BlockAttentionConfig::new().with_se(Some(SqueezeExcitationConfig::paper(16)))
+}
+
+fn imagenet(block: BlockKind, layers: [usize; 4]) -> ResNetConfig {
+    ResNetConfig::new(layers.to_vec(), block)
+}
+
+fn resnext(layers: [usize; 4]) -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, layers)
+        .with_groups(32)
+        .with_base_width(4)
+}
+
+/// He et al.'s CIFAR ResNets: three stages of 16, 32, 64 planes, `depth = 6n + 2` with basic
+/// blocks or `9n + 2` with bottlenecks; 10 classes. Projection (1x1 conv) shortcuts where the shape
+/// changes (the paper's option B).
+fn cifar(block: BlockKind, depth: usize) -> ResNetConfig {
+    let per_block = match block {
+        BlockKind::Basic => 6,
+        BlockKind::Bottleneck => 9,
+    };
+    let n = (depth - 2) / per_block;
+    ResNetConfig::new(vec![n; 3], block)
+        .with_widths(vec![16, 32, 64])
+        .with_stem(Stem::Cifar)
+        .with_stem_width(16)
+        .with_num_classes(10)
+}
+
+pub fn resnet18() -> ResNetConfig {
+    imagenet(BlockKind::Basic, [2, 2, 2, 2])
+}
+pub fn resnet34() -> ResNetConfig {
+    imagenet(BlockKind::Basic, [3, 4, 6, 3])
+}
+pub fn resnet50() -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, [3, 4, 6, 3])
+}
+pub fn resnet101() -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, [3, 4, 23, 3])
+}
+pub fn resnet152() -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, [3, 8, 36, 3])
+}
+pub fn resnext50_32x4d() -> ResNetConfig {
+    resnext([3, 4, 6, 3])
+}
+pub fn resnext101_32x4d() -> ResNetConfig {
+    resnext([3, 4, 23, 3])
+}
+pub fn se_resnet18() -> ResNetConfig {
+    resnet18().with_attention(timm_se())
+}
+pub fn se_resnet34() -> ResNetConfig {
+    resnet34().with_attention(timm_se())
+}
+pub fn se_resnet50() -> ResNetConfig {
+    resnet50().with_attention(timm_se())
+}
+pub fn se_resnet101() -> ResNetConfig {
+    resnet101().with_attention(timm_se())
+}
+pub fn se_resnet152() -> ResNetConfig {
+    resnet152().with_attention(timm_se())
+}
+pub fn se_resnext50_32x4d() -> ResNetConfig {
+    resnext50_32x4d().with_attention(timm_se())
+}
+pub fn se_resnext101_32x4d() -> ResNetConfig {
+    resnext101_32x4d().with_attention(timm_se())
+}
+pub fn resnet20() -> ResNetConfig {
+    cifar(BlockKind::Basic, 20)
+}
+pub fn resnet32() -> ResNetConfig {
+    cifar(BlockKind::Basic, 32)
+}
+pub fn resnet44() -> ResNetConfig {
+    cifar(BlockKind::Basic, 44)
+}
+pub fn resnet56() -> ResNetConfig {
+    cifar(BlockKind::Basic, 56)
+}
+pub fn resnet110() -> ResNetConfig {
+    cifar(BlockKind::Basic, 110)
+}
+pub fn resnet164() -> ResNetConfig {
+    cifar(BlockKind::Bottleneck, 164)
+}
+pub fn se_resnet20() -> ResNetConfig {
+    resnet20().with_attention(cifar_se())
+}
+pub fn se_resnet32() -> ResNetConfig {
+    resnet32().with_attention(cifar_se())
+}
+pub fn se_resnet44() -> ResNetConfig {
+    resnet44().with_attention(cifar_se())
+}
+pub fn se_resnet56() -> ResNetConfig {
+    resnet56().with_attention(cifar_se())
+}
+pub fn se_resnet110() -> ResNetConfig {
+    resnet110().with_attention(cifar_se())
+}
+pub fn se_resnet164() -> ResNetConfig {
+    resnet164().with_attention(cifar_se())
+}
+
+/// Which input a registered model was designed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// 224x224 RGB, 1000 classes.
+    ImageNet,
+    /// 32x32 RGB, 10 classes.
+    Cifar,
+}
+
+/// A registered model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelEntry {
+    /// Registry name.
+    pub name: &'static str,
+    /// What it was designed for.
+    pub family: Family,
+    /// Builds its configuration.
+    pub config: fn() -> ResNetConfig,
+}
+
+macro_rules! registry {
+    ($($family:ident: $($name:ident),+;)+) => {
+        /// Every registered model, in table order.
+        pub const MODELS: &[ModelEntry] = &[
+            $($(ModelEntry { name: stringify!($name), family: Family::$family, config: $name },)+)+
+        ];
+    };
+}
+
+registry! {
+    ImageNet: resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x4d,
+        se_resnet18, se_resnet34, se_resnet50, se_resnet101, se_resnet152, se_resnext50_32x4d,
+        se_resnext101_32x4d;
+    Cifar: resnet20, resnet32, resnet44, resnet56, resnet110, resnet164,
+        se_resnet20, se_resnet32, se_resnet44, se_resnet56, se_resnet110, se_resnet164;
+}
+
+/// A model name the registry does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model `{name}`; known models: {}", known_names().join(", "))]
+pub struct UnknownModel {
+    /// The name asked for.
+    pub name: String,
+}
+
+/// Names of every registered model.
+pub fn known_names() -> Vec<&'static str> {
+    MODELS.iter().map(|entry| entry.name).collect()
+}
+
+/// Finds a registered model. Names are matched case-insensitively, with `-` read as `_`.
+pub fn lookup(name: &str) -> Result<&'static ModelEntry, UnknownModel> {
+    let wanted = name.trim().to_ascii_lowercase().replace('-', "_");
+    MODELS
+        .iter()
+        .find(|entry| entry.name == wanted)
+        .ok_or_else(|| UnknownModel {
+            name: name.to_string(),
+        })
+}
+
+/// The configuration of a registered model.
+pub fn config(name: &str) -> Result<ResNetConfig, UnknownModel> {
+    lookup(name).map(|entry| (entry.config)())
+}

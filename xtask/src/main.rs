@@ -1,0 +1,99 @@
+//! `cargo xtask <command>`: the project's entry points.
+//!
+//! - `cargo xtask test`: the whole test suite (what CI runs).
+//! - `cargo xtask [--backend ndarray|flex] <se command> [args...]`: builds the `se` binary in
+//!   release mode with that backend and runs the command, e.g. `cargo xtask train` or
+//!   `cargo xtask summary --model se_resnet50`.
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+const BACKENDS: &[&str] = &["flex", "ndarray"];
+const DEFAULT_BACKEND: &str = "flex";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = env::args().skip(1).collect();
+    let backend = match take_backend(&mut args) {
+        Ok(backend) => backend,
+        Err(message) => return fail(&message),
+    };
+    match args.first().map(String::as_str) {
+        None | Some("help" | "--help" | "-h") => {
+            println!("{}", USAGE);
+            ExitCode::SUCCESS
+        }
+        Some("test") => test(&args[1..]),
+        Some(_) => run_se(&backend, &args),
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  test                         run every test suite (what CI runs)
+  [--backend B] train [...]    train a model (default: SE-ResNet on the embedded MNIST data)
+  [--backend B] <cmd> [...]    any `se` command: summary, models, ...
+                               (`cargo xtask --backend flex summary --help`)
+
+backends: flex (default), ndarray";
+
+/// Removes `--backend X` / `--backend=X` from the arguments.
+fn take_backend(args: &mut Vec<String>) -> Result<String, String> {
+    let mut backend = DEFAULT_BACKEND.to_string();
+    if let Some(i) = args.iter().position(|a| a == "--backend") {
+        if i + 1 >= args.len() {
+            return Err("--backend needs a value".into());
+        }
+        backend = args.remove(i + 1);
+        args.remove(i);
+    } else if let Some(i) = args.iter().position(|a| a.starts_with("--backend=")) {
+        backend = args.remove(i)["--backend=".len()..].to_string();
+    }
+    if !BACKENDS.contains(&backend.as_str()) {
+        return Err(format!(
+            "unknown backend `{backend}`; choose one of: {}",
+            BACKENDS.join(", ")
+        ));
+    }
+    Ok(backend)
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("xtask: {message}");
+    ExitCode::FAILURE
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn status(mut command: Command) -> ExitCode {
+    match command.status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => fail(&format!("could not run {command:?}: {error}")),
+    }
+}
+
+/// Builds `se` with the backend's feature, in release mode, and runs it.
+fn run_se(backend: &str, args: &[String]) -> ExitCode {
+    let mut command = cargo();
+    command
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "se-cli",
+            "--no-default-features",
+        ])
+        .args(["--features", backend, "--"])
+        .args(args);
+    status(command)
+}
+
+/// The whole test suite, in the one dev profile (dependencies optimised, see Cargo.toml).
+fn test(extra: &[String]) -> ExitCode {
+    let mut command = cargo();
+    command.args(["test", "--workspace"]).args(extra);
+    status(command)
+}
