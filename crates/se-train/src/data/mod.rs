@@ -1,0 +1,134 @@
+//! Data sources behind one item type: an 8-bit image (height x width x channels, row-major) and its
+//! label. Readers check every file they read and say which file is wrong and how.
+
+pub mod augment;
+pub mod batcher;
+pub mod cifar;
+pub mod folder;
+pub mod mnist;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataset::Dataset;
+
+/// One labelled image: `pixels` are `height * width * channels` bytes, channels last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageItem {
+    /// Pixel bytes, row-major, channels interleaved (HWC).
+    pub pixels: Vec<u8>,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// 1 (gray) or 3 (RGB).
+    pub channels: usize,
+    /// Class index.
+    pub label: usize,
+}
+
+impl ImageItem {
+    /// The byte at row `y`, column `x`, channel `c`.
+    pub fn at(&self, y: usize, x: usize, c: usize) -> u8 {
+        self.pixels[(y * self.width + x) * self.channels + c]
+    }
+}
+
+/// What went wrong reading data, always naming the file or folder.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file or folder could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file was read but its content is not what the format requires.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A dataset of images, shared between data-loader workers.
+pub type ImageDataset = Arc<dyn Dataset<ImageItem>>;
+
+/// A training and a test split with what the model and the batcher need to know about them.
+#[derive(Clone)]
+pub struct DataSplits {
+    /// Training images.
+    pub train: ImageDataset,
+    /// Held-out images.
+    pub test: ImageDataset,
+    /// What the images are.
+    pub info: DatasetInfo,
+}
+
+/// Facts about a dataset that travel with a trained model (saved in its run folder).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetInfo {
+    /// `mnist`, `cifar10`, `cifar100` or `folder`.
+    pub kind: String,
+    /// Channels of the images (and of the model input).
+    pub channels: usize,
+    /// Height and width the model sees.
+    pub image_size: [usize; 2],
+    /// Class names, index = label.
+    pub class_names: Vec<String>,
+    /// Per-channel mean of the pixel values in [0, 1], subtracted before the model.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation, divided by before the model.
+    pub std: Vec<f32>,
+}
+
+impl DatasetInfo {
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+}
+
+/// Reads a whole file, or says which file could not be read.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+/// Decompresses gzip data (recognised by its magic bytes); other data is returned as is.
+pub(crate) fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Class names as decimal numbers, for datasets without a names file.
+pub(crate) fn numbered_classes(count: usize) -> Vec<String> {
+    (0..count).map(|i| i.to_string()).collect()
+}
