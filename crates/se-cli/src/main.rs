@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod commands;
 
 /// Squeeze-and-Excitation networks on Burn.
@@ -16,6 +17,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model (default: SE-ResNet-20 on the embedded MNIST digits).
+    Train(commands::train::TrainArgs),
+    /// Evaluate a trained run: top-1, top-5 and the confusion matrix.
+    Eval(commands::eval::EvalArgs),
+    /// Classify image files with a trained run: top classes with probabilities.
+    Predict(commands::eval::PredictArgs),
     /// Print a model's per-stage parameters and multiply-adds.
     Summary(commands::summary::SummaryArgs),
     /// List the registered models.
@@ -25,6 +32,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => commands::train::run(&args),
+        Command::Eval(args) => commands::eval::eval(&args),
+        Command::Predict(args) => commands::eval::predict(&args),
         Command::Summary(args) => commands::summary::run(&args),
         Command::Models => commands::summary::list_models(),
     };

@@ -4,12 +4,13 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, conv_bn};
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
 use crate::squeeze_excitation::{SqueezeExcitation, SqueezeExcitationConfig};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
@@ -74,7 +75,7 @@ pub fn conv(
 /// Builds a BatchNorm over `channels`, its scale initialised to zero when `zero_gamma` (the
 /// "zero-init last BN" trick that starts each block as an identity).
 fn batch_norm<B: Backend>(channels: usize, zero_gamma: bool, device: &B::Device) -> BatchNorm<B> {
-    let bn = BatchNormConfig::new(channels).init(device);
+    let bn = BatchNorm2dConfig::new(channels).init(device);
     if zero_gamma {
         let gamma = bn.gamma.map(|g| g.zeros_like());
         BatchNorm { gamma, ..bn }

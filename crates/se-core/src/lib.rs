@@ -6,6 +6,7 @@
 
 pub mod block;
 pub mod complexity;
+pub mod norm;
 pub mod params;
 pub mod squeeze_excitation;
 #[cfg(test)]
@@ -16,6 +17,7 @@ pub use block::{
     ResidualBlock, SePlacement,
 };
 pub use complexity::Complexity;
+pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use params::trainable_params;
 pub use squeeze_excitation::{
     Gate, Squeeze, SqueezeExcitation, SqueezeExcitationConfig, make_divisible,

@@ -10,6 +10,7 @@ use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, linear};
+use crate::norm::scale_planes;
 
 /// How the squeeze step summarises each channel's spatial map into one number.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -185,9 +186,8 @@ impl<B: Backend> SqueezeExcitation<B> {
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, _, _] = x.dims();
-        let weights = self.excitation(x.clone()).reshape([n, c, 1, 1]);
-        x * weights
+        let weights = self.excitation(x.clone());
+        scale_planes(x, weights, None)
     }
 }
 

@@ -5,16 +5,17 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
 use se_core::block::conv;
 use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
-use se_core::{BasicBlockConfig, BlockAttentionConfig, BottleneckConfig, ResidualBlock};
+use se_core::{
+    BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig, BottleneckConfig,
+    ResidualBlock,
+};
 
 /// The stem that turns the input image into the first stage's feature map.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -213,7 +214,7 @@ impl ResNetConfig {
         let (kernel, stride) = self.stem.conv_kernel_stride();
         ResNet {
             conv1: conv(self.in_channels, self.stem_width, kernel, stride, 1).init(device),
-            bn1: BatchNormConfig::new(self.stem_width).init(device),
+            bn1: BatchNorm2dConfig::new(self.stem_width).init(device),
             maxpool: self.stem.pool().map(|(padding, ceil_mode)| {
                 MaxPool2dConfig::new([3, 3])
                     .with_strides([2, 2])
@@ -284,7 +285,7 @@ pub struct ResNet<B: Backend> {
     /// Stem convolution.
     pub conv1: Conv2d<B>,
     /// Stem BatchNorm.
-    pub bn1: BatchNorm<B>,
+    pub bn1: BatchNorm2d<B>,
     /// Stem max pool (ImageNet and Caffe stems).
     pub maxpool: Option<MaxPool2d>,
     /// Stage 1 (stride 1).

@@ -283,9 +283,9 @@ fn batch_norm_uses_batch_statistics_in_training_and_running_ones_in_eval() {
     );
 
     // A training forward pass updates the running statistics (momentum 0.1 from mean 0, var 1).
-    let before = model.bn1.running_mean.value().inner();
+    let before = model.bn1.running_mean.value_sync().inner();
     let eval_again = model.valid().forward(x.inner());
-    let after = model.bn1.running_mean.value().inner();
+    let after = model.bn1.running_mean.value_sync().inner();
     let moved = (after - before).abs().max().into_scalar().elem::<f32>();
     assert!(moved == 0.0, "eval must not touch running statistics");
     let drift = (eval - eval_again).abs().max().into_scalar().elem::<f32>();

@@ -1,0 +1,117 @@
+//! `se eval` and `se predict`: use a trained run.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use burn::config::Config;
+use clap::Args;
+use se_train::{DataSource, RunFolder, TrainConfig};
+
+use crate::backend::{self, Backend};
+use crate::commands::train::DataArgs;
+
+/// Which weights of a run.
+#[derive(Args, Debug)]
+pub struct WeightsArgs {
+    /// Run folder written by `se train`.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Weights file; default the run's best-model.mpk (lowest validation loss), else model.mpk.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+impl WeightsArgs {
+    fn weights(&self, run: &RunFolder) -> Result<PathBuf> {
+        if let Some(path) = &self.weights {
+            return Ok(path.clone());
+        }
+        match [run.best_model(), run.final_model()]
+            .into_iter()
+            .find(|p| p.is_file())
+        {
+            Some(path) => Ok(path),
+            None => bail!(
+                "{}: no best-model.mpk or model.mpk (has the run finished?)",
+                run.0.display()
+            ),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// Data to evaluate on (its test split); default the run's own dataset.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+}
+
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let run = RunFolder(args.weights.run_dir.clone());
+    let weights = args.weights.weights(&run)?;
+    let device = backend::device();
+    let (model, info) = run.load_model::<Backend>(&weights, &device)?;
+    let source: DataSource = match args.data.source()? {
+        Some(source) => source,
+        None => {
+            TrainConfig::load(run.config())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", run.config().display()))?
+                .data
+        }
+    };
+    let data = source.load()?;
+    if data.info.num_classes() != info.num_classes() || data.info.channels != info.channels {
+        bail!(
+            "the data has {} classes of {}-channel images; the model was trained on {} classes of {}-channel images",
+            data.info.num_classes(),
+            data.info.channels,
+            info.num_classes(),
+            info.channels
+        );
+    }
+    let report = se_train::evaluate(&model, data.test, &info, args.batch_size, &device);
+    println!("{}: {} images", weights.display(), report.images);
+    println!("top-1 accuracy {:.2}%", 100.0 * report.top1);
+    println!("top-5 accuracy {:.2}%", 100.0 * report.top5);
+    if info.num_classes() <= 20 {
+        println!("confusion matrix (rows: true class, columns: predicted):");
+        print!("{}", report.confusion_table(&info.class_names));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Image files (PNG or JPEG).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let run = RunFolder(args.weights.run_dir.clone());
+    let weights = args.weights.weights(&run)?;
+    let device = backend::device();
+    let (model, info) = run.load_model::<Backend>(&weights, &device)?;
+    for path in &args.images {
+        let image = se_train::load_image(path, info.channels)?;
+        println!("{}:", path.display());
+        for (class, probability) in se_train::predict(&model, image, &info, args.top, &device) {
+            println!(
+                "  {:<16} {:>7.3}%",
+                info.class_names[class],
+                100.0 * probability
+            );
+        }
+    }
+    Ok(())
+}

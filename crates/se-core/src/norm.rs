@@ -1,0 +1,211 @@
+//! BatchNorm for `[N, C, H, W]` maps, plus the per-channel scaling that SE and BatchNorm share.
+//!
+//! Same fields, statistics and modes as `burn::nn::BatchNorm` (batch statistics under autodiff,
+//! running statistics otherwise; running variance unbiased as PyTorch's). It differs in how it
+//! broadcasts: a per-channel factor is applied to the map viewed as `[N * C, H * W]` against an
+//! `[N * C, 1]` column, which Burn's CPU backends run about ten times faster than the
+//! `[1, C, 1, 1]` broadcast of the generic layer (measured on flex: 0.8 ms vs 10 ms for a
+//! 64x16x28x28 map). This is a layer-level speed-up, not a second model.
+
+use burn::config::Config;
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+/// Multiplies every `[H, W]` plane of `x` by its own factor, and adds its own offset if given.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]`
+/// - `scale`, `shift`: `[N, C]`
+/// - output: `[N, C, H, W]`
+pub fn scale_planes<B: Backend>(
+    x: Tensor<B, 4>,
+    scale: Tensor<B, 2>,
+    shift: Option<Tensor<B, 2>>,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let planes = x.reshape([n * c, h * w]) * scale.reshape([n * c, 1]);
+    let planes = match shift {
+        Some(shift) => planes + shift.reshape([n * c, 1]),
+        None => planes,
+    };
+    planes.reshape([n, c, h, w])
+}
+
+/// Configuration of a [`BatchNorm2d`].
+#[derive(Config, Debug)]
+pub struct BatchNorm2dConfig {
+    /// Channels.
+    pub num_features: usize,
+    /// Added to the variance before the square root.
+    #[config(default = 1e-5)]
+    pub epsilon: f64,
+    /// Weight of the new batch in the running statistics.
+    #[config(default = 0.1)]
+    pub momentum: f64,
+}
+
+impl BatchNorm2dConfig {
+    /// Builds the layer: scale 1, shift 0, running mean 0, running variance 1.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> BatchNorm2d<B> {
+        let ones = || Tensor::ones([self.num_features], device);
+        BatchNorm2d {
+            gamma: Param::from_tensor(ones()),
+            beta: Param::from_tensor(Tensor::zeros([self.num_features], device)),
+            running_mean: RunningState::new(Tensor::zeros([self.num_features], device)),
+            running_var: RunningState::new(ones()),
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+        }
+    }
+}
+
+/// Batch normalisation over the channels of `[N, C, H, W]` maps.
+#[derive(Module, Debug)]
+pub struct BatchNorm2d<B: Backend> {
+    /// Learned scale (PyTorch's `weight`).
+    pub gamma: Param<Tensor<B, 1>>,
+    /// Learned shift (PyTorch's `bias`).
+    pub beta: Param<Tensor<B, 1>>,
+    /// Running mean.
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    /// Running (unbiased) variance.
+    pub running_var: RunningState<Tensor<B, 1>>,
+    /// Weight of the new batch in the running statistics.
+    pub momentum: f64,
+    /// Added to the variance before the square root.
+    pub epsilon: f64,
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    /// Normalises with the batch's statistics when training (autodiff backend) and the running
+    /// ones otherwise, then scales and shifts.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`
+    /// - output: `[N, C, H, W]`
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, _, _] = x.dims();
+        let device = x.device();
+        let (mean, var) = if B::ad_enabled(&device) {
+            self.batch_statistics(x.clone())
+        } else {
+            (
+                self.running_mean.value().to_device(&device),
+                self.running_var.value().to_device(&device),
+            )
+        };
+        let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.beta.val() - mean * scale.clone();
+        let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
+        scale_planes(x, per_plane(scale), Some(per_plane(shift)))
+    }
+
+    /// Batch mean and biased variance per channel; updates the running statistics.
+    fn batch_statistics(&self, x: Tensor<B, 4>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let [n, c, h, w] = x.dims();
+        let count = n * h * w;
+        let plane_means = x.clone().reshape([n * c, h * w]).mean_dim(1); // [N*C, 1]
+        let mean = plane_means.clone().reshape([n, c]).mean_dim(0).reshape([c]);
+        let centred = x.reshape([n * c, h * w])
+            - mean
+                .clone()
+                .reshape([1, c])
+                .repeat_dim(0, n)
+                .reshape([n * c, 1]);
+        let var = centred
+            .square()
+            .mean_dim(1)
+            .reshape([n, c])
+            .mean_dim(0)
+            .reshape([c]);
+
+        let unbiased = var
+            .clone()
+            .detach()
+            .mul_scalar(count as f64 / (count.max(2) - 1) as f64);
+        let momentum = self.momentum;
+        let blend = |running: Tensor<B, 1>, batch: Tensor<B, 1>| {
+            running.mul_scalar(1.0 - momentum) + batch.mul_scalar(momentum)
+        };
+        let device = mean.device();
+        self.running_mean.update(blend(
+            self.running_mean.value_sync().to_device(&device),
+            mean.clone().detach(),
+        ));
+        self.running_var.update(blend(
+            self.running_var.value_sync().to_device(&device),
+            unbiased,
+        ));
+        (mean, var)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{TestBackend, assert_close, tensor, values};
+    use burn::module::AutodiffModule;
+
+    type AD = burn::backend::Autodiff<TestBackend>;
+
+    /// Two images, two channels of 1x2: channel 0 holds 1, 3 | 5, 7 (mean 4, biased var 5),
+    /// channel 1 holds 2, 2 | 2, 2 (mean 2, var 0).
+    fn input<Bk: Backend>() -> Tensor<Bk, 4> {
+        tensor([1.0, 3.0, 2.0, 2.0, 5.0, 7.0, 2.0, 2.0], [2, 2, 1, 2])
+    }
+
+    #[test]
+    fn training_normalises_with_batch_statistics_and_updates_running_ones() {
+        let device = Default::default();
+        let mut bn = BatchNorm2dConfig::new(2).init::<AD>(&device);
+        bn.gamma = Param::from_tensor(Tensor::from_floats([2.0, 1.0], &device));
+        bn.beta = Param::from_tensor(Tensor::from_floats([0.5, -1.0], &device));
+        let out = bn.forward(input());
+        let s = (5.0f32 + 1e-5).sqrt();
+        #[rustfmt::skip]
+        let expected = [
+            2.0 * -3.0 / s + 0.5, 2.0 * -1.0 / s + 0.5, -1.0, -1.0,
+            2.0 * 1.0 / s + 0.5, 2.0 * 3.0 / s + 0.5, -1.0, -1.0,
+        ];
+        assert_close(out.inner(), &expected);
+        // Running: 0.9 * 0 + 0.1 * 4, and 0.9 * 1 + 0.1 * (5 * 4 / 3) for the unbiased variance.
+        assert_close(bn.running_mean.value_sync().inner(), &[0.4, 0.2]);
+        assert_close(
+            bn.running_var.value_sync().inner(),
+            &[0.9 + 0.1 * 20.0 / 3.0, 0.9],
+        );
+
+        // Eval mode (inner backend) uses the running statistics.
+        let eval = bn.valid().forward(input());
+        let v = 0.9f32 + 0.1 * 20.0 / 3.0;
+        let first = 2.0 * (1.0 - 0.4) / (v + 1e-5).sqrt() + 0.5;
+        assert!((values(eval)[0] - first).abs() < 1e-5);
+    }
+
+    #[test]
+    fn matches_burns_batch_norm_in_both_modes() {
+        let device = Default::default();
+        let x: Tensor<AD, 4> = Tensor::random(
+            [3, 4, 5, 6],
+            burn::tensor::Distribution::Normal(1.0, 2.0),
+            &device,
+        );
+        let ours = BatchNorm2dConfig::new(4).init::<AD>(&device);
+        let burns = burn::nn::BatchNormConfig::new(4).init::<AD>(&device);
+        let inner = x.clone().inner();
+        assert_close(
+            ours.valid().forward(inner.clone()),
+            &values(burns.valid().forward(inner)),
+        );
+        assert_close(
+            ours.forward(x.clone()).inner(),
+            &values(burns.forward(x).inner()),
+        );
+        // Burn keeps the biased variance; both keep the same running mean.
+        assert_close(
+            ours.running_mean.value_sync().inner(),
+            &values(burns.running_mean.value_sync().inner()),
+        );
+    }
+}
