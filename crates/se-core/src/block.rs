@@ -9,9 +9,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
+use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
 use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
-use crate::squeeze_excitation::{SqueezeExcitation, SqueezeExcitationConfig};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -36,12 +36,12 @@ impl SePlacement {
     }
 }
 
-/// The attention options a block is built with.
+/// The attention a block is built with: SE (or another module) and where it goes.
 #[derive(Config, Debug)]
 pub struct BlockAttentionConfig {
-    /// The SE module, if any.
-    pub se: Option<SqueezeExcitationConfig>,
-    /// Where the SE module goes.
+    /// The attention module, if any (none: a plain ResNet block).
+    pub module: Option<AttentionConfig>,
+    /// Where the module goes.
     #[config(default = "SePlacement::Standard")]
     pub placement: SePlacement,
 }
@@ -114,15 +114,25 @@ impl<B: Backend> Downsample<B> {
     }
 }
 
-/// The SE module of a block over `in_channels → out_channels`, if the attention config has one.
-fn build_se<B: Backend>(
+impl BlockAttentionConfig {
+    /// `module` at the standard placement.
+    pub fn of(module: AttentionConfig) -> Self {
+        Self::new().with_module(Some(module))
+    }
+}
+
+/// The attention module of a block over `in_channels → out_channels`, if the config has one.
+fn build_attention<B: Backend>(
     attention: &BlockAttentionConfig,
     in_channels: usize,
     out_channels: usize,
     device: &B::Device,
-) -> Option<SqueezeExcitation<B>> {
+) -> Option<Attention<B>> {
     let channels = attention.placement.channels(in_channels, out_channels);
-    attention.se.as_ref().map(|se| se.init(channels, device))
+    attention
+        .module
+        .as_ref()
+        .map(|module| module.init(channels, device))
 }
 
 /// Cost of the parts every block shares (SE and projection shortcut), for a block mapping
@@ -136,12 +146,12 @@ fn shared_complexity(
     output: Size,
 ) -> Complexity {
     let mut cost = Complexity::default();
-    if let Some(se) = &attention.se {
+    if let Some(module) = &attention.module {
         let (channels, size) = match attention.placement {
             SePlacement::Pre => (in_channels, input),
             _ => (out_channels, output),
         };
-        cost += se.complexity(channels, size);
+        cost += module.complexity(channels, size);
     }
     if stride != 1 || in_channels != out_channels {
         cost += conv_bn(in_channels, out_channels, 1, stride, 1, input).0;
@@ -153,7 +163,7 @@ fn shared_complexity(
 /// wherever its placement says. `branch` is the block's own residual function.
 fn residual_forward<B: Backend>(
     x: Tensor<B, 4>,
-    se: &Option<SqueezeExcitation<B>>,
+    se: &Option<Attention<B>>,
     placement: SePlacement,
     downsample: &Option<Downsample<B>>,
     branch: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
@@ -201,7 +211,7 @@ impl BasicBlockConfig {
             bn1: batch_norm(self.planes, false, device),
             conv2: conv(self.planes, out, 3, 1, 1).init(device),
             bn2: batch_norm(out, self.zero_init_last, device),
-            se: build_se(&self.attention, self.in_channels, out, device),
+            se: build_attention(&self.attention, self.in_channels, out, device),
             downsample: Downsample::if_needed(self.in_channels, out, self.stride, device),
             placement: self.attention.placement,
         }
@@ -235,8 +245,8 @@ pub struct BasicBlock<B: Backend> {
     pub conv2: Conv2d<B>,
     /// BatchNorm of `conv2`.
     pub bn2: BatchNorm<B>,
-    /// The SE module (`se.fc1`, `se.fc2`), if any.
-    pub se: Option<SqueezeExcitation<B>>,
+    /// The SE (or other attention) module, named `se` as in timm (`se.fc1`, `se.fc2`), if any.
+    pub se: Option<Attention<B>>,
     /// Projection shortcut; `None` for identity.
     pub downsample: Option<Downsample<B>>,
     /// Where `se` is applied.
@@ -313,7 +323,7 @@ impl BottleneckConfig {
             bn2: batch_norm(width, false, device),
             conv3: conv(width, out, 1, 1, 1).init(device),
             bn3: batch_norm(out, self.zero_init_last, device),
-            se: build_se(&self.attention, self.in_channels, out, device),
+            se: build_attention(&self.attention, self.in_channels, out, device),
             downsample: Downsample::if_needed(self.in_channels, out, self.stride, device),
             placement: self.attention.placement,
         }
@@ -355,8 +365,8 @@ pub struct Bottleneck<B: Backend> {
     pub conv3: Conv2d<B>,
     /// BatchNorm of `conv3`.
     pub bn3: BatchNorm<B>,
-    /// The SE module (`se.fc1`, `se.fc2`), if any.
-    pub se: Option<SqueezeExcitation<B>>,
+    /// The SE (or other attention) module, named `se` as in timm (`se.fc1`, `se.fc2`), if any.
+    pub se: Option<Attention<B>>,
     /// Projection shortcut; `None` for identity.
     pub downsample: Option<Downsample<B>>,
     /// Where `se` is applied.
@@ -398,6 +408,7 @@ impl<B: Backend> ResidualBlock<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SqueezeExcitationConfig;
     use crate::test_util::{TestBackend, assert_close, tensor, values};
     use burn::tensor::Distribution;
 
@@ -413,15 +424,18 @@ mod tests {
         stride: usize,
         placement: SePlacement,
     ) -> BasicBlock<B> {
-        let se = SqueezeExcitationConfig::paper(2);
+        let se = AttentionConfig::Se(SqueezeExcitationConfig::paper(2));
         BasicBlockConfig::new(in_channels, planes)
             .with_stride(stride)
-            .with_attention(
-                BlockAttentionConfig::new()
-                    .with_se(Some(se))
-                    .with_placement(placement),
-            )
+            .with_attention(BlockAttentionConfig::of(se).with_placement(placement))
             .init(&Default::default())
+    }
+
+    fn se_of(block: &BasicBlock<B>) -> &crate::SqueezeExcitation<B> {
+        match block.se.as_ref().unwrap() {
+            Attention::Se(se) => se,
+            other => panic!("expected SE, got {other:?}"),
+        }
     }
 
     /// Each placement wires the SE where the paper's Fig. 5 puts it: the block output equals the
@@ -489,10 +503,9 @@ mod tests {
     #[test]
     fn se_pre_sees_the_block_input_channels() {
         let block = basic(2, 4, 2, SePlacement::Pre);
-        let se = block.se.as_ref().unwrap();
-        assert_eq!(se.fc1.weight.dims(), [2, 1]);
+        assert_eq!(se_of(&block).fc1.weight.dims(), [2, 1]);
         let block = basic(2, 4, 2, SePlacement::Identity);
-        assert_eq!(block.se.as_ref().unwrap().fc1.weight.dims(), [4, 2]);
+        assert_eq!(se_of(&block).fc1.weight.dims(), [4, 2]);
     }
 
     /// A basic block with every conv weight 1/9 (a 3x3 mean), fresh BatchNorms (identity in eval:
@@ -571,7 +584,7 @@ mod tests {
     #[test]
     fn block_complexity_counts_the_built_parameters() {
         let device = Default::default();
-        let se = BlockAttentionConfig::new().with_se(Some(SqueezeExcitationConfig::new()));
+        let se = BlockAttentionConfig::of(AttentionConfig::Se(SqueezeExcitationConfig::new()));
         for placement in [SePlacement::Standard, SePlacement::Pre] {
             let attention = se.clone().with_placement(placement);
             let basic = BasicBlockConfig::new(32, 64)

@@ -4,6 +4,7 @@
 //! - [`BasicBlock`] and [`Bottleneck`]: residual blocks with an optional SE module placed as in the
 //!   paper's integration study ([`SePlacement`]).
 
+pub mod attention;
 pub mod block;
 pub mod complexity;
 pub mod norm;
@@ -12,6 +13,10 @@ pub mod squeeze_excitation;
 #[cfg(test)]
 pub(crate) mod test_util;
 
+pub use attention::{
+    Attention, AttentionConfig, Cbam, CbamConfig, Eca, EcaConfig, Scse, ScseConfig, ScseMerge,
+    SpatialSe,
+};
 pub use block::{
     BasicBlock, BasicBlockConfig, BlockAttentionConfig, Bottleneck, BottleneckConfig, Downsample,
     ResidualBlock, SePlacement,

@@ -1,18 +1,48 @@
 //! Named models: each is a short [`ResNetConfig`], and a registry finds them by name.
 
-use se_core::{BlockAttentionConfig, SqueezeExcitationConfig};
+use se_core::{
+    AttentionConfig, BlockAttentionConfig, CbamConfig, EcaConfig, ScseConfig,
+    SqueezeExcitationConfig,
+};
 
 use crate::resnet::{BlockKind, ResNetConfig, Stem};
 
 /// timm's SE module (`seresnet*`, `seresnext*`): reduction 16, hidden width rounded to a multiple
 /// of 8, so checkpoints from timm fit.
 fn timm_se() -> BlockAttentionConfig {
-    BlockAttentionConfig::new().with_se(Some(SqueezeExcitationConfig::new()))
+    BlockAttentionConfig::of(AttentionConfig::Se(SqueezeExcitationConfig::new()))
 }
 
 /// The paper's SE module for the narrow CIFAR networks: hidden width exactly `C / 16`.
 fn cifar_se() -> BlockAttentionConfig {
-    BlockAttentionConfig::new().with_se(Some(SqueezeExcitationConfig::paper(16)))
+    BlockAttentionConfig::of(AttentionConfig::Se(SqueezeExcitationConfig::paper(16)))
+}
+
+/// ECA (Wang et al. 2020): adaptive 1-D kernel, no reduction.
+fn eca() -> BlockAttentionConfig {
+    BlockAttentionConfig::of(AttentionConfig::Eca(EcaConfig::new()))
+}
+
+/// Spatial SE (Roy et al. 2018).
+fn sse() -> BlockAttentionConfig {
+    BlockAttentionConfig::of(AttentionConfig::Sse)
+}
+
+/// Concurrent spatial and channel SE, channel branch as timm's SE.
+fn scse() -> BlockAttentionConfig {
+    BlockAttentionConfig::of(AttentionConfig::Scse(ScseConfig::new()))
+}
+
+/// Concurrent spatial and channel SE, channel branch as the paper's `C / 16` (CIFAR widths).
+fn cifar_scse() -> BlockAttentionConfig {
+    BlockAttentionConfig::of(AttentionConfig::Scse(
+        ScseConfig::new().with_channel(SqueezeExcitationConfig::paper(16)),
+    ))
+}
+
+/// CBAM (Woo et al. 2018) with timm's defaults.
+fn cbam() -> BlockAttentionConfig {
+    BlockAttentionConfig::of(AttentionConfig::Cbam(CbamConfig::new()))
 }
 
 fn imagenet(block: BlockKind, layers: [usize; 4]) -> ResNetConfig {
@@ -120,6 +150,37 @@ pub fn se_resnet164() -> ResNetConfig {
     resnet164().with_attention(cifar_se())
 }
 
+/// Defines `name() = base().with_attention(attention())` for each line.
+macro_rules! with_attention {
+    ($($name:ident = $base:ident + $attention:ident;)+) => {
+        $(
+            #[doc = concat!("`", stringify!($base), "` with `", stringify!($attention), "` attention in every block.")]
+            pub fn $name() -> ResNetConfig {
+                $base().with_attention($attention())
+            }
+        )+
+    };
+}
+
+with_attention! {
+    eca_resnet18 = resnet18 + eca; eca_resnet34 = resnet34 + eca; eca_resnet50 = resnet50 + eca;
+    eca_resnet101 = resnet101 + eca;
+    sse_resnet18 = resnet18 + sse; sse_resnet34 = resnet34 + sse; sse_resnet50 = resnet50 + sse;
+    sse_resnet101 = resnet101 + sse;
+    scse_resnet18 = resnet18 + scse; scse_resnet34 = resnet34 + scse; scse_resnet50 = resnet50 + scse;
+    scse_resnet101 = resnet101 + scse;
+    cbam_resnet18 = resnet18 + cbam; cbam_resnet34 = resnet34 + cbam; cbam_resnet50 = resnet50 + cbam;
+    cbam_resnet101 = resnet101 + cbam;
+    eca_resnet20 = resnet20 + eca; eca_resnet32 = resnet32 + eca; eca_resnet56 = resnet56 + eca;
+    eca_resnet110 = resnet110 + eca;
+    sse_resnet20 = resnet20 + sse; sse_resnet32 = resnet32 + sse; sse_resnet56 = resnet56 + sse;
+    sse_resnet110 = resnet110 + sse;
+    scse_resnet20 = resnet20 + cifar_scse; scse_resnet32 = resnet32 + cifar_scse;
+    scse_resnet56 = resnet56 + cifar_scse; scse_resnet110 = resnet110 + cifar_scse;
+    cbam_resnet20 = resnet20 + cbam; cbam_resnet32 = resnet32 + cbam; cbam_resnet56 = resnet56 + cbam;
+    cbam_resnet110 = resnet110 + cbam;
+}
+
 /// Which input a registered model was designed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -155,6 +216,14 @@ registry! {
         se_resnext101_32x4d;
     Cifar: resnet20, resnet32, resnet44, resnet56, resnet110, resnet164,
         se_resnet20, se_resnet32, se_resnet44, se_resnet56, se_resnet110, se_resnet164;
+    ImageNet: eca_resnet18, eca_resnet34, eca_resnet50, eca_resnet101,
+        sse_resnet18, sse_resnet34, sse_resnet50, sse_resnet101,
+        scse_resnet18, scse_resnet34, scse_resnet50, scse_resnet101,
+        cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101;
+    Cifar: eca_resnet20, eca_resnet32, eca_resnet56, eca_resnet110,
+        sse_resnet20, sse_resnet32, sse_resnet56, sse_resnet110,
+        scse_resnet20, scse_resnet32, scse_resnet56, scse_resnet110,
+        cbam_resnet20, cbam_resnet32, cbam_resnet56, cbam_resnet110;
 }
 
 /// A model name the registry does not know.

@@ -76,11 +76,38 @@ fn cifar_resnet_parameter_counts() {
         let model = se_models::config(name).unwrap().init::<B>(&device);
         assert_eq!(trainable_params(&model), option_a + projections, "{name}");
     }
-    for entry in MODELS.iter().filter(|entry| entry.family == Family::Cifar) {
+}
+
+#[test]
+fn computed_parameter_counts_equal_the_built_models_for_every_registered_model() {
+    let device = Default::default();
+    for entry in MODELS {
         let config = (entry.config)();
         let model = config.init::<B>(&device);
         let analytic = config.total_complexity([32, 32]).params;
         assert_eq!(trainable_params(&model), analytic, "{}", entry.name);
+    }
+}
+
+/// timm 1.0.31's `ResNet` class with `block_args=dict(attn_layer=...)` and the plain stem
+/// (not a registered timm model; built with the same constructor as `seresnet*`).
+#[test]
+fn attention_resnets_match_timm_built_equivalents() {
+    for (name, timm) in [
+        ("eca_resnet18", 11_689_548),
+        ("eca_resnet34", 21_797_746),
+        ("eca_resnet50", 25_557_118),
+        ("eca_resnet101", 44_549_331),
+        ("cbam_resnet18", 11_777_352),
+        ("cbam_resnet34", 21_956_456),
+        ("cbam_resnet50", 28_073_576),
+        ("cbam_resnet101", 49_295_628),
+    ] {
+        let params = se_models::config(name)
+            .unwrap()
+            .total_complexity([224, 224])
+            .params;
+        assert_eq!(params, timm, "{name}");
     }
 }
 
@@ -221,9 +248,16 @@ fn assert_gradients_reach_every_parameter(config: ResNetConfig, input: [usize; 4
     // batch: with one hidden unit, a dead ReLU legitimately leaves `fc1` without gradient.
     AD::seed(&Default::default(), 7);
     let mut config = config;
-    if let Some(se) = config.attention.se.take() {
-        config.attention.se = Some(se.with_reduction(2.0));
-    }
+    use se_core::AttentionConfig as A;
+    config.attention.module = config.attention.module.take().map(|module| match module {
+        A::Se(se) => A::Se(se.with_reduction(2.0)),
+        A::Scse(scse) => {
+            let channel = scse.channel.clone().with_reduction(2.0);
+            A::Scse(scse.with_channel(channel))
+        }
+        A::Cbam(cbam) => A::Cbam(cbam.with_reduction(2.0)),
+        other => other,
+    });
     let model = config.init::<AD>(&Default::default());
     let logits = model.forward(random(input));
     // A loss that depends on every logit unevenly.
@@ -262,6 +296,15 @@ fn gradients_reach_every_parameter() {
     let mut pre = with_layers(se_models::se_resnet20(), &[1, 1, 1]);
     pre.attention.placement = se_core::SePlacement::Pre;
     assert_gradients_reach_every_parameter(pre, [2, 3, 8, 8]);
+    for name in [
+        "eca_resnet20",
+        "sse_resnet20",
+        "scse_resnet20",
+        "cbam_resnet20",
+    ] {
+        let config = with_layers(se_models::config(name).unwrap(), &[1, 1, 1]);
+        assert_gradients_reach_every_parameter(config, [2, 3, 8, 8]);
+    }
 }
 
 #[test]

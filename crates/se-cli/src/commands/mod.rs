@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod eval;
 pub mod summary;
 pub mod train;

@@ -82,7 +82,7 @@ pub struct TrainArgs {
     pub model: String,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Run folder for the config, checkpoints, metrics and models (default: runs/<model>-<dataset>).
+    /// Run folder for the config, checkpoints, metrics and models (default: runs/<model>-<dataset>-<n>).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Continue the run in --run-dir from its last checkpoint (its saved config is used; --epochs may raise the total).
@@ -174,6 +174,7 @@ impl TrainArgs {
         Ok(config)
     }
 
+    /// `runs/<model>-<data>-<n>` with the first `n` not taken, so a new run never overwrites one.
     fn default_run_dir(config: &TrainConfig) -> PathBuf {
         let data = match &config.data {
             DataSource::EmbeddedMnist | DataSource::Mnist(_) => "mnist",
@@ -181,7 +182,10 @@ impl TrainArgs {
             DataSource::Cifar100(_) => "cifar100",
             DataSource::Folder(..) => "folder",
         };
-        PathBuf::from("runs").join(format!("{}-{data}", config.model))
+        (1..)
+            .map(|n| PathBuf::from("runs").join(format!("{}-{data}-{n}", config.model)))
+            .find(|dir| !dir.exists())
+            .expect("some run number is free")
     }
 }
 

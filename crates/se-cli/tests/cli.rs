@@ -1,0 +1,147 @@
+//! The `se` binary end to end: exit codes and messages for bad input, and a short training run
+//! followed by eval and predict.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use burn::data::dataset::Dataset;
+
+fn se(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_se"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the se binary runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_model_name_and_missing_dataset_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = se(&["train", "--model", "se_resnet51"], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("error: unknown model `se_resnet51`; known models: resnet18,"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let output = se(
+        &["train", "--dataset", "cifar10", "--data-dir", "nowhere"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("nowhere: CIFAR folder not found"),
+        "{stderr}"
+    );
+
+    let output = se(&["summary", "--model", "nope"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+
+    let output = se(
+        &["predict", "--run-dir", "missing-run", "x.png"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("missing-run: no best-model.mpk or model.mpk"),
+        "{stderr}"
+    );
+
+    let output = se(&["--help"], dir.path());
+    let (stdout, _) = text(&output);
+    for command in ["train", "eval", "predict", "summary", "models"] {
+        assert!(stdout.contains(command), "{stdout}");
+    }
+}
+
+#[test]
+fn train_then_eval_and_predict_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = se(
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "1280",
+            "--test-limit",
+            "200",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--workers",
+            "1",
+            "--run-dir",
+            "run",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("epoch 1/1 train"),
+        "plain progress lines when not a terminal: {stdout}"
+    );
+    assert!(stdout.contains("test top-1"), "{stdout}");
+
+    let output = se(&["eval", "--run-dir", "run"], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("2000 images") && stdout.contains("top-5 accuracy"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("confusion matrix"), "{stdout}");
+
+    // Five held-out digits as PNG files; the model must get at least four right.
+    let test = se_train::data::mnist::embedded().test;
+    let mut correct = 0;
+    for index in [0usize, 450, 900, 1350, 1800] {
+        let digit = test.get(index).unwrap();
+        let path = dir.path().join(format!("digit-{index}.png"));
+        image::GrayImage::from_raw(28, 28, digit.pixels)
+            .unwrap()
+            .save(&path)
+            .unwrap();
+        let output = se(
+            &["predict", "--run-dir", "run", path.to_str().unwrap()],
+            dir.path(),
+        );
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        let first = stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(stdout.lines().count(), 6, "name line + top 5: {stdout}");
+        correct += (first == digit.label.to_string()) as usize;
+    }
+    assert!(correct >= 4, "{correct} of 5 digits right");
+
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"not an image at all").unwrap();
+    let output = se(
+        &["predict", "--run-dir", "run", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("bad.png: cannot decode image"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

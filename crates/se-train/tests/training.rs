@@ -1,0 +1,118 @@
+//! A real (short) training run on the embedded MNIST digits, and resuming it.
+
+use std::path::Path;
+
+use burn::backend::{Autodiff, Flex};
+use se_train::report::read_csv;
+use se_train::{RunFolder, TrainConfig, train};
+
+type B = Autodiff<Flex>;
+
+fn quick_config(epochs: usize) -> TrainConfig {
+    TrainConfig::new()
+        .with_train_limit(Some(640))
+        .with_test_limit(Some(320))
+        .with_batch_size(32)
+        .with_learning_rate(0.05)
+        .with_warmup_epochs(0.2)
+        .with_num_workers(1)
+        .with_epochs(epochs)
+}
+
+#[test]
+fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let device = Default::default();
+
+    // One epoch, as if the run had been interrupted after it.
+    let first = train::<B>(&quick_config(1), &run_dir, &device, false).unwrap();
+    assert_eq!(first.epochs, 1);
+    let run = RunFolder(run_dir.clone());
+    assert_eq!(run.last_checkpoint(), Some(1));
+
+    // Starting a new run in the same folder is refused and touches nothing.
+    let config_before = std::fs::read_to_string(run.config()).unwrap();
+    let error = train::<B>(&quick_config(1), &run_dir, &device, false).unwrap_err();
+    assert!(
+        error.to_string().contains("a run already lives here"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.config()).unwrap(),
+        config_before
+    );
+
+    // Resume to three epochs: epochs 2 and 3 are trained, epoch 1 is not repeated.
+    let resumed = train::<B>(&quick_config(3), &run_dir, &device, true).unwrap();
+    assert_eq!(resumed.epochs, 3);
+    assert_eq!(run.last_checkpoint(), Some(3));
+    let rows = read_csv(&run.metrics()).unwrap();
+    let epochs: Vec<usize> = rows.iter().map(|row| row.epoch).collect();
+    assert_eq!(epochs, [1, 2, 3]);
+
+    let loss = |i: usize| rows[i].get("train_loss");
+    assert!(loss(2) < loss(0), "training loss should fall: {:?}", rows);
+    assert!(
+        rows[2].get("valid_loss") < rows[0].get("valid_loss") + 1e-9
+            || rows[2].get("valid_accuracy") > 80.0
+    );
+    // Ten classes: chance is 10%.
+    assert!(
+        resumed.test.top1 > 0.5,
+        "test accuracy {} should be far above chance",
+        resumed.test.top1
+    );
+    assert_eq!(resumed.test.images, 320);
+    for file in [
+        run.final_model(),
+        run.best_model(),
+        run.curves(),
+        run.summary(),
+        run.model_config(),
+        run.dataset(),
+    ] {
+        assert!(file.is_file(), "{} missing", file.display());
+    }
+
+    // Asking to resume a finished run says so.
+    let error = train::<B>(&quick_config(3), &run_dir, &device, true).unwrap_err();
+    assert!(
+        error.to_string().contains("already trained 3 of 3 epochs"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_requests_fail_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let run_dir = dir.path().join("run");
+
+    let error = train::<B>(&quick_config(1), &run_dir, &device, true).unwrap_err();
+    assert!(
+        error.to_string().contains("no checkpoint to resume from"),
+        "{error}"
+    );
+
+    let config = quick_config(1).with_model("se_resnet51".into());
+    let error = train::<B>(&config, &run_dir, &device, false).unwrap_err();
+    assert!(
+        error.to_string().contains("unknown model `se_resnet51`"),
+        "{error}"
+    );
+
+    let config =
+        quick_config(1).with_data(se_train::DataSource::Cifar10(dir.path().join("no-cifar")));
+    let error = train::<B>(&config, &run_dir, &device, false).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no-cifar: CIFAR folder not found"),
+        "{error}"
+    );
+    assert!(
+        !Path::new(&run_dir).exists(),
+        "nothing written for a failed start"
+    );
+}
