@@ -83,21 +83,47 @@ fn status(mut command: Command) -> ExitCode {
     }
 }
 
-/// Builds `se` with the backend's feature, in release mode, and runs it.
-fn run_se(backend: &str, args: &[String]) -> ExitCode {
+/// Builds `se` with the backend's feature in release mode; returns the binary's path.
+fn build_se(backend: &str) -> Result<std::path::PathBuf, String> {
     let mut command = cargo();
     command
         .args([
-            "run",
+            "build",
             "--release",
             "--quiet",
             "-p",
             "se-cli",
             "--no-default-features",
         ])
-        .args(["--features", backend, "--"])
-        .args(args);
-    status(command)
+        .args(["--features", backend]);
+    match command.status() {
+        Ok(status) if status.success() => {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), Into::into);
+            Ok(target.join("release").join("se"))
+        }
+        Ok(_) => Err(format!("building se with the {backend} backend failed")),
+        Err(error) => Err(format!("could not run cargo: {error}")),
+    }
+}
+
+/// Builds `se` with the backend's feature, in release mode, and runs it.
+fn run_se(backend: &str, args: &[String]) -> ExitCode {
+    match build_se(backend) {
+        Ok(se) => {
+            let mut command = Command::new(se);
+            command.args(args);
+            status(command)
+        }
+        Err(message) => fail(&message),
+    }
+}
+
+fn attention_table(backend: &str, args: &[String]) -> ExitCode {
+    match build_se(backend).and_then(|se| attention::run(&se, args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
 }
 
 /// The whole test suite, in the one dev profile (dependencies optimised, see Cargo.toml).

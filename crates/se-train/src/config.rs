@@ -92,10 +92,10 @@ pub struct TrainConfig {
     /// Training augmentation; `None` uses the data source's default.
     #[config(default = "None")]
     pub augment: Option<AugmentConfig>,
-    /// Use only the first `n` training images (quick runs and tests).
+    /// Use only `n` training images, spread evenly over the set (quick runs and tests).
     #[config(default = "None")]
     pub train_limit: Option<usize>,
-    /// Use only the first `n` test images.
+    /// Use only `n` test images, spread evenly over the set.
     #[config(default = "None")]
     pub test_limit: Option<usize>,
     /// Epochs.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
-use burn::data::dataset::transform::PartialDataset;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -163,9 +162,29 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
+/// `n` images spread evenly over a dataset (every `len / n`-th), so a subset of class-sorted data
+/// keeps every class in proportion.
+struct EvenSubset {
+    inner: ImageDataset,
+    len: usize,
+}
+
+impl Dataset<crate::data::ImageItem> for EvenSubset {
+    fn get(&self, index: usize) -> Option<crate::data::ImageItem> {
+        (index < self.len).then(|| self.inner.get(index * self.inner.len() / self.len))?
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 fn limit(dataset: ImageDataset, limit: Option<usize>) -> ImageDataset {
     match limit {
-        Some(n) if n < dataset.len() => std::sync::Arc::new(PartialDataset::new(dataset, 0, n)),
+        Some(len) if len < dataset.len() => Arc::new(EvenSubset {
+            inner: dataset,
+            len,
+        }),
         _ => dataset,
     }
 }

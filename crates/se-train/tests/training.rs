@@ -10,11 +10,11 @@ type B = Autodiff<Flex>;
 
 fn quick_config(epochs: usize) -> TrainConfig {
     TrainConfig::new()
-        .with_train_limit(Some(640))
-        .with_test_limit(Some(320))
+        .with_train_limit(Some(960))
+        .with_test_limit(Some(300))
         .with_batch_size(32)
         .with_learning_rate(0.05)
-        .with_warmup_epochs(0.2)
+        .with_warmup_epochs(0.0)
         .with_num_workers(1)
         .with_epochs(epochs)
 }
@@ -54,16 +54,16 @@ fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
     let loss = |i: usize| rows[i].get("train_loss");
     assert!(loss(2) < loss(0), "training loss should fall: {:?}", rows);
     assert!(
-        rows[2].get("valid_loss") < rows[0].get("valid_loss") + 1e-9
-            || rows[2].get("valid_accuracy") > 80.0
+        rows[2].get("valid_accuracy") > rows[0].get("valid_accuracy"),
+        "validation accuracy should rise: {rows:?}"
     );
     // Ten classes: chance is 10%.
     assert!(
-        resumed.test.top1 > 0.5,
+        resumed.test.top1 > 0.4,
         "test accuracy {} should be far above chance",
         resumed.test.top1
     );
-    assert_eq!(resumed.test.images, 320);
+    assert_eq!(resumed.test.images, 300);
     for file in [
         run.final_model(),
         run.best_model(),

@@ -130,10 +130,10 @@ pub struct TrainArgs {
     /// Data-loader worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Train on the first N training images only.
+    /// Train on N training images only, spread evenly over the set.
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Validate on the first N test images only.
+    /// Validate on N test images only, spread evenly over the set.
     #[arg(long)]
     pub test_limit: Option<usize>,
 }
