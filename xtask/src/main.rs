@@ -126,13 +126,51 @@ fn attention_table(backend: &str, args: &[String]) -> ExitCode {
     }
 }
 
-/// The whole test suite, in the one dev profile (dependencies optimised, see Cargo.toml).
+/// The whole test suite, in the one dev profile (dependencies optimised, see Cargo.toml). Echoes
+/// cargo's output and ends with one total line over every test binary, `tests: N passed, M failed`.
 fn test(extra: &[String]) -> ExitCode {
+    use std::io::{BufRead, BufReader};
     let mut command = cargo();
-    command.args(["test", "--workspace"]).args(extra);
-    status(command)
+    command
+        .args(["test", "--workspace"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return fail(&format!("could not run cargo test: {error}")),
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        println!("{line}");
+        // "test result: ok. 21 passed; 0 failed; 0 ignored; ..."
+        if let Some(result) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                result
+                    .split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let success = child.wait().is_ok_and(|status| status.success());
+    println!("tests: {passed} passed, {failed} failed");
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
-
 /// `data mnist <tarball> [out-dir]`: rebuilds the embedded MNIST subset.
 fn data(args: &[String]) -> ExitCode {
     match args {

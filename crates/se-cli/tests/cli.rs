@@ -129,3 +129,77 @@ fn train_then_eval_and_predict_digits() {
     assert!(stderr.contains("bad.png: cannot decode image"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The same `train` command on a CIFAR-10 binary folder and on an image folder (tiny generated
+/// fixtures, one short epoch each).
+#[test]
+fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
+    use se_train::data::cifar::{Cifar, encode_records};
+    let dir = tempfile::tempdir().unwrap();
+
+    let cifar = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let record = |i: usize| {
+        let label = (i % 10) as u8;
+        let mut planes = [0u8; 3072];
+        planes[(label as usize) * 300..(label as usize) * 300 + 300].fill(255);
+        (label, planes)
+    };
+    for batch in 1..=5 {
+        let records: Vec<_> = (0..20).map(|i| record(i + batch)).collect();
+        std::fs::write(
+            cifar.join(format!("data_batch_{batch}.bin")),
+            encode_records(Cifar::Ten, &records),
+        )
+        .unwrap();
+    }
+    let records: Vec<_> = (0..20).map(record).collect();
+    std::fs::write(
+        cifar.join("test_batch.bin"),
+        encode_records(Cifar::Ten, &records),
+    )
+    .unwrap();
+    let args = "train --dataset cifar10 --data-dir cifar-10-batches-bin --epochs 1 --batch-size 25 \
+                --workers 1 --run-dir cifar-run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Cifar10") && stdout.contains("on 20 images"),
+        "{stdout}"
+    );
+
+    let images = dir.path().join("images");
+    for split in ["train", "val"] {
+        for (label, class) in ["circle", "square"].iter().enumerate() {
+            let class_dir = images.join(split).join(class);
+            std::fs::create_dir_all(&class_dir).unwrap();
+            for i in 0..6u32 {
+                let picture = image::RgbImage::from_fn(40 + i, 36, |x, y| {
+                    let on = if label == 0 {
+                        (x as i32 - 20).pow(2) + (y as i32 - 18).pow(2) < 120
+                    } else {
+                        x > 10 && x < 30
+                    };
+                    image::Rgb(if on {
+                        [250, 250, 250]
+                    } else {
+                        [10, 10 * i as u8, 10]
+                    })
+                });
+                picture.save(class_dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let args = "train --dataset folder --data-dir images --image-size 32 --model se_resnet20 --epochs 1 \
+                --batch-size 4 --workers 1 --run-dir folder-run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("on 12 images"), "{stdout}");
+    let dataset = std::fs::read_to_string(dir.path().join("folder-run/dataset.json")).unwrap();
+    assert!(
+        dataset.contains("\"circle\"") && dataset.contains("\"square\""),
+        "{dataset}"
+    );
+}

@@ -272,6 +272,7 @@ pub fn train<B: AutodiffBackend>(
         epochs: config.epochs,
         start_epoch,
         model: Classifier::new(model_config.init::<B>(device), config.label_smoothing),
+        num_classes: info.num_classes(),
         schedule: LrSchedule::new(
             config.learning_rate,
             config.warmup_epochs,
@@ -335,6 +336,8 @@ struct LearnerSetup<B: AutodiffBackend> {
     start_epoch: Option<usize>,
     model: Classifier<B>,
     schedule: LrSchedule,
+    /// Top-5 accuracy is only logged with more than five classes.
+    num_classes: usize,
 }
 
 /// Runs the Learner with metrics, checkpoints and the dashboard (or plain progress lines when
@@ -346,11 +349,7 @@ where
 {
     let run_dir = &setup.run.0;
     let mut training = SupervisedTraining::new(run_dir, setup.train_loader, setup.valid_loader)
-        .metrics((
-            LossMetric::new(),
-            AccuracyMetric::new(),
-            TopKAccuracyMetric::new(5),
-        ))
+        .metrics((LossMetric::new(), AccuracyMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(IterationSpeedMetric::new())
         .metric_train_numeric(CpuMemory::new())
@@ -360,6 +359,9 @@ where
         .with_file_checkpointer(Recorder::new())
         .num_epochs(setup.epochs)
         .summary();
+    if setup.num_classes > 5 {
+        training = training.metrics((TopKAccuracyMetric::new(5),));
+    }
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         training = training.renderer(PlainProgress::default());
     }
