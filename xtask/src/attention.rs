@@ -115,7 +115,7 @@ pub fn run(se: &Path, args: &[String]) -> Result<(), String> {
         eprintln!("{}", rows.last().unwrap());
     }
     println!(
-        "{seeds} seeds, {epochs} epoch(s) on the first {limit} training digits, test on all 2,000; \
+        "{seeds} seeds, {epochs} epoch(s) on {limit} training digits (spread evenly over the classes), test on all 2,000; \
          MNIST input 1x28x28, 10 classes; throughput: flex, batch 32, images/s\n"
     );
     println!("| model | params | GMACs | infer b32 img/s | test top-1 % (mean ± sd) | per seed |");
