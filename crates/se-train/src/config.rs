@@ -99,7 +99,7 @@ pub struct TrainConfig {
     #[config(default = "None")]
     pub test_limit: Option<usize>,
     /// Epochs.
-    #[config(default = 4)]
+    #[config(default = 5)]
     pub epochs: usize,
     /// Images per training step.
     #[config(default = 64)]
