@@ -47,9 +47,13 @@ impl DataArgs {
             }
         };
         let dir = || {
-            self.data_dir
-                .clone()
-                .with_context(|| format!("--dataset {kind:?} needs --data-dir PATH").to_lowercase())
+            self.data_dir.clone().with_context(|| {
+                let name = kind.to_possible_value().map(|v| v.get_name().to_string());
+                format!(
+                    "--dataset {} needs --data-dir PATH",
+                    name.unwrap_or_default()
+                )
+            })
         };
         Ok(Some(match kind {
             DatasetKind::Mnist => match &self.data_dir {

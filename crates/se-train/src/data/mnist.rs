@@ -26,23 +26,41 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
+/// Decompresses if needed and checks an IDX header: `magic`, then `dims` big-endian sizes.
+/// Returns the data and the sizes.
+fn idx_header(
+    path: &Path,
+    bytes: Vec<u8>,
+    magic: u32,
+    what: &str,
+    dims: usize,
+) -> Result<(Vec<u8>, Vec<usize>), DataError> {
+    let bytes = maybe_gunzip(path, bytes)?;
+    let header = 4 * (dims + 1);
+    if bytes.len() < header {
+        return Err(DataError::format(
+            path,
+            format!(
+                "truncated IDX header: {} bytes, expected {header}",
+                bytes.len()
+            ),
+        ));
+    }
+    let found = be_u32(&bytes, 0);
+    if found != magic {
+        return Err(DataError::format(
+            path,
+            format!("not an IDX {what} file: magic number {found:#010x}, expected {magic:#010x}"),
+        ));
+    }
+    let sizes = (1..=dims).map(|i| be_u32(&bytes, 4 * i) as usize).collect();
+    Ok((bytes, sizes))
+}
+
 /// Parses an IDX image file: magic 0x00000803, count, rows, columns, then the pixels.
 pub fn parse_images(path: &Path, bytes: Vec<u8>) -> Result<Vec<ImageItem>, DataError> {
-    let bytes = maybe_gunzip(path, bytes)?;
-    if bytes.len() < 16 {
-        return Err(DataError::format(
-            path,
-            format!("truncated IDX header: {} bytes, expected 16", bytes.len()),
-        ));
-    }
-    let magic = be_u32(&bytes, 0);
-    if magic != 0x0803 {
-        return Err(DataError::format(
-            path,
-            format!("not an IDX image file: magic number {magic:#010x}, expected 0x00000803"),
-        ));
-    }
-    let [count, rows, cols] = [4, 8, 12].map(|at| be_u32(&bytes, at) as usize);
+    let (bytes, sizes) = idx_header(path, bytes, 0x0803, "image", 3)?;
+    let [count, rows, cols] = [sizes[0], sizes[1], sizes[2]];
     let size = rows * cols;
     let expected = 16 + count * size;
     if bytes.len() != expected {
@@ -68,21 +86,8 @@ pub fn parse_images(path: &Path, bytes: Vec<u8>) -> Result<Vec<ImageItem>, DataE
 
 /// Parses an IDX label file: magic 0x00000801, count, then one byte per label (0 to 9).
 pub fn parse_labels(path: &Path, bytes: Vec<u8>) -> Result<Vec<usize>, DataError> {
-    let bytes = maybe_gunzip(path, bytes)?;
-    if bytes.len() < 8 {
-        return Err(DataError::format(
-            path,
-            format!("truncated IDX header: {} bytes, expected 8", bytes.len()),
-        ));
-    }
-    let magic = be_u32(&bytes, 0);
-    if magic != 0x0801 {
-        return Err(DataError::format(
-            path,
-            format!("not an IDX label file: magic number {magic:#010x}, expected 0x00000801"),
-        ));
-    }
-    let count = be_u32(&bytes, 4) as usize;
+    let (bytes, sizes) = idx_header(path, bytes, 0x0801, "label", 1)?;
+    let count = sizes[0];
     if bytes.len() != 8 + count {
         return Err(DataError::format(
             path,
