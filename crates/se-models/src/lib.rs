@@ -10,6 +10,7 @@
 //! # let _ = logits;
 //! ```
 
+pub mod interop;
 pub mod resnet;
 pub mod zoo;
 

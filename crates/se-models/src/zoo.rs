@@ -14,7 +14,7 @@ fn timm_se() -> BlockAttentionConfig {
 }
 
 /// The paper's SE module for the narrow CIFAR networks: hidden width exactly `C / 16`.
-fn cifar_se() -> BlockAttentionConfig {
+fn paper_se() -> BlockAttentionConfig {
     BlockAttentionConfig::of(AttentionConfig::Se(SqueezeExcitationConfig::paper(16)))
 }
 
@@ -69,6 +69,44 @@ fn cifar(block: BlockKind, depth: usize) -> ResNetConfig {
         .with_stem(Stem::Cifar)
         .with_stem_width(16)
         .with_num_classes(10)
+}
+
+/// Cadene's `pretrainedmodels` SE-ResNet (a port of the original Caffe release; also timm's
+/// `legacy_seresnet*`): Caffe stem (max pool with `ceil_mode`), stride on the first 1x1
+/// conv, SE reduction exactly C/16. Loads `--layout cadene` checkpoints.
+fn legacy_se_resnet(layers: [usize; 4]) -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, layers)
+        .with_stem(Stem::Caffe)
+        .with_stride_on_1x1(true)
+        .with_attention(paper_se())
+}
+
+/// Cadene's SE-ResNeXt (32x4d): Caffe stem, stride on the 3x3 conv, SE reduction C/16.
+fn legacy_se_resnext(layers: [usize; 4]) -> ResNetConfig {
+    resnext(layers)
+        .with_stem(Stem::Caffe)
+        .with_attention(paper_se())
+}
+
+/// Cadene/Caffe SE-ResNet-50 (`pretrainedmodels.se_resnet50`, timm `legacy_seresnet50`).
+pub fn legacy_se_resnet50() -> ResNetConfig {
+    legacy_se_resnet([3, 4, 6, 3])
+}
+/// Cadene/Caffe SE-ResNet-101.
+pub fn legacy_se_resnet101() -> ResNetConfig {
+    legacy_se_resnet([3, 4, 23, 3])
+}
+/// Cadene/Caffe SE-ResNet-152.
+pub fn legacy_se_resnet152() -> ResNetConfig {
+    legacy_se_resnet([3, 8, 36, 3])
+}
+/// Cadene/Caffe SE-ResNeXt-50 (32x4d) (`pretrainedmodels.se_resnext50_32x4d`).
+pub fn legacy_se_resnext50_32x4d() -> ResNetConfig {
+    legacy_se_resnext([3, 4, 6, 3])
+}
+/// Cadene/Caffe SE-ResNeXt-101 (32x4d).
+pub fn legacy_se_resnext101_32x4d() -> ResNetConfig {
+    legacy_se_resnext([3, 4, 23, 3])
 }
 
 pub fn resnet18() -> ResNetConfig {
@@ -132,22 +170,22 @@ pub fn resnet164() -> ResNetConfig {
     cifar(BlockKind::Bottleneck, 164)
 }
 pub fn se_resnet20() -> ResNetConfig {
-    resnet20().with_attention(cifar_se())
+    resnet20().with_attention(paper_se())
 }
 pub fn se_resnet32() -> ResNetConfig {
-    resnet32().with_attention(cifar_se())
+    resnet32().with_attention(paper_se())
 }
 pub fn se_resnet44() -> ResNetConfig {
-    resnet44().with_attention(cifar_se())
+    resnet44().with_attention(paper_se())
 }
 pub fn se_resnet56() -> ResNetConfig {
-    resnet56().with_attention(cifar_se())
+    resnet56().with_attention(paper_se())
 }
 pub fn se_resnet110() -> ResNetConfig {
-    resnet110().with_attention(cifar_se())
+    resnet110().with_attention(paper_se())
 }
 pub fn se_resnet164() -> ResNetConfig {
-    resnet164().with_attention(cifar_se())
+    resnet164().with_attention(paper_se())
 }
 
 /// Defines `name() = base().with_attention(attention())` for each line.
@@ -213,7 +251,8 @@ macro_rules! registry {
 registry! {
     ImageNet: resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x4d,
         se_resnet18, se_resnet34, se_resnet50, se_resnet101, se_resnet152, se_resnext50_32x4d,
-        se_resnext101_32x4d;
+        se_resnext101_32x4d, legacy_se_resnet50, legacy_se_resnet101, legacy_se_resnet152,
+        legacy_se_resnext50_32x4d, legacy_se_resnext101_32x4d;
     Cifar: resnet20, resnet32, resnet44, resnet56, resnet110, resnet164,
         se_resnet20, se_resnet32, se_resnet44, se_resnet56, se_resnet110, se_resnet164;
     ImageNet: eca_resnet18, eca_resnet34, eca_resnet50, eca_resnet101,

@@ -28,7 +28,8 @@ fn random<Bk: Backend>(shape: [usize; 4]) -> Tensor<Bk, 4> {
 /// Parameter counts of the reference implementations, 1000 classes, computed once with
 /// torch 2.15.0 / torchvision 0.29.2 / timm 1.0.31 as `sum(p.numel() for p in model.parameters())`
 /// (buffers excluded). torchvision for the plain ResNets and ResNeXt, timm (`seresnet*`,
-/// `seresnext*`) for the SE models.
+/// `seresnext*`) for the SE models, Cadene's `pretrainedmodels` 0.7.4 (`se_resnet*`,
+/// `se_resnext*`) for the `legacy_*` (Caffe-layout) models.
 const REFERENCE_PARAMS: &[(&str, usize)] = &[
     ("resnet18", 11_689_512),
     ("resnet34", 21_797_672),
@@ -43,6 +44,11 @@ const REFERENCE_PARAMS: &[(&str, usize)] = &[
     ("se_resnet152", 66_821_848),
     ("se_resnext50_32x4d", 27_559_896),
     ("se_resnext101_32x4d", 48_955_416),
+    ("legacy_se_resnet50", 28_088_024),
+    ("legacy_se_resnet101", 49_326_872),
+    ("legacy_se_resnet152", 66_821_848),
+    ("legacy_se_resnext50_32x4d", 27_559_896),
+    ("legacy_se_resnext101_32x4d", 48_955_416),
 ];
 
 #[test]

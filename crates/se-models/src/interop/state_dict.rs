@@ -1,0 +1,152 @@
+//! State dicts on disk: PyTorch pickles (`.pth`, `.pt`, `.bin`) and `.safetensors` files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, TensorData};
+use burn_store::pytorch::PytorchReader;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use super::import::Mismatch;
+
+/// Tensors by PyTorch key, in key order.
+pub type StateDict = BTreeMap<String, TensorData>;
+
+/// A checkpoint or array file that could not be used; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum InteropError {
+    /// The file could not be read or parsed.
+    #[error("{}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file could not be written.
+    #[error("{}: {message}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The checkpoint's tensors do not fit the model.
+    #[error("{}: the checkpoint does not fit the model\n{mismatch}", path.display())]
+    Mismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The offending keys and shapes.
+        mismatch: Mismatch,
+    },
+}
+
+impl InteropError {
+    pub(crate) fn read(path: &Path, message: impl ToString) -> Self {
+        InteropError::Read {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn write(path: &Path, message: impl ToString) -> Self {
+        InteropError::Write {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Reads every tensor of a `.pth`/`.pt`/`.bin` (PyTorch pickle, zip or legacy) or
+/// `.safetensors` file. Nested dicts (`{"state_dict": {...}}`) come back with dotted keys.
+pub fn read_state_dict(path: &Path) -> Result<StateDict, InteropError> {
+    if !path.is_file() {
+        return Err(InteropError::read(path, "no such file"));
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "safetensors" => read_safetensors(path),
+        "pth" | "pt" | "bin" | "ckpt" | "tar" => read_pytorch(path),
+        _ => Err(InteropError::read(
+            path,
+            "unknown checkpoint type: expected .pth, .pt, .bin or .safetensors",
+        )),
+    }
+}
+
+fn read_pytorch(path: &Path) -> Result<StateDict, InteropError> {
+    let reader = PytorchReader::new(path)
+        .map_err(|e| InteropError::read(path, format!("not a readable PyTorch file: {e}")))?;
+    let mut state = StateDict::new();
+    for (key, snapshot) in reader.into_tensors() {
+        let data = snapshot
+            .to_data()
+            .map_err(|e| InteropError::read(path, format!("tensor `{key}`: {e}")))?;
+        state.insert(key, data);
+    }
+    if state.is_empty() {
+        return Err(InteropError::read(path, "no tensors in the file"));
+    }
+    Ok(state)
+}
+
+fn read_safetensors(path: &Path) -> Result<StateDict, InteropError> {
+    let bytes = fs::read(path).map_err(|e| InteropError::read(path, e))?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| InteropError::read(path, format!("not a valid safetensors file: {e}")))?;
+    let mut state = StateDict::new();
+    for (key, view) in tensors.tensors() {
+        let dtype = match view.dtype() {
+            Dtype::F64 => DType::F64,
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            Dtype::I64 => DType::I64,
+            Dtype::I32 => DType::I32,
+            Dtype::U8 => DType::U8,
+            Dtype::BOOL => DType::Bool(burn::tensor::BoolStore::Native),
+            other => {
+                return Err(InteropError::read(
+                    path,
+                    format!("tensor `{key}` has unsupported type {other:?}"),
+                ));
+            }
+        };
+        let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
+        state.insert(key, data);
+    }
+    Ok(state)
+}
+
+/// Writes `state` as a `.safetensors` file (through a temporary file, so an existing file is
+/// replaced only by a complete one).
+pub fn write_safetensors(state: &StateDict, path: &Path) -> Result<(), InteropError> {
+    let mut views = Vec::with_capacity(state.len());
+    for (key, data) in state {
+        let dtype = match data.dtype {
+            DType::F32 => Dtype::F32,
+            DType::I64 => Dtype::I64,
+            other => {
+                return Err(InteropError::write(
+                    path,
+                    format!("tensor `{key}`: cannot write {other:?}"),
+                ));
+            }
+        };
+        let view = TensorView::new(dtype, data.shape.to_vec(), data.as_bytes())
+            .map_err(|e| InteropError::write(path, format!("tensor `{key}`: {e}")))?;
+        views.push((key.clone(), view));
+    }
+    let temporary = path.with_extension("safetensors.partial");
+    safetensors::serialize_to_file(views, None, &temporary)
+        .and_then(|()| fs::rename(&temporary, path).map_err(Into::into))
+        .map_err(|e| {
+            let _ = fs::remove_file(&temporary);
+            InteropError::write(path, e)
+        })
+}

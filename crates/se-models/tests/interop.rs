@@ -1,0 +1,212 @@
+//! PyTorch parity: checkpoints written by timm, torchvision and Cadene's `pretrainedmodels`
+//! (small random models, `scripts/pytorch/make_interop_fixtures.py`) load into our models and
+//! give PyTorch's logits; export gives back the same state dict; bad checkpoints are refused
+//! with the offending keys.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use se_models::interop::{
+    InteropError, Layout, StateDict, export_state_dict, import_state_dict, load_pytorch,
+    npy::read_npy, read_state_dict, write_safetensors,
+};
+use se_models::{ResNet, ResNetConfig};
+
+type B = Flex;
+
+/// PyTorch and Burn sum in different orders; f32 logits of these small nets agree to ~1e-6.
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop").join(name)
+}
+
+fn small(config: ResNetConfig, widths: [usize; 4], stem_width: usize) -> ResNetConfig {
+    ResNetConfig {
+        layers: vec![2, 1, 1, 1],
+        ..config
+    }
+    .with_widths(widths.to_vec())
+        .with_stem_width(stem_width)
+        .with_num_classes(10)
+}
+
+/// The fixtures: file stem, checkpoint file, layout, and our config for the same architecture
+/// (the registry's config at the fixture's smaller sizes; timm's and torchvision's plain stem is
+/// 64 channels whatever the stage widths).
+fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
+    vec![
+        ("timm_se_resnet", "pth", Layout::Timm, small(se_models::se_resnet50(), [8, 16, 32, 64], 64)),
+        (
+            "timm_se_resnext",
+            "safetensors",
+            Layout::Timm,
+            small(se_models::se_resnext50_32x4d(), [16, 32, 64, 128], 64)
+                .with_groups(4)
+                .with_base_width(8),
+        ),
+        ("timm_eca_resnet", "safetensors", Layout::Timm, small(se_models::eca_resnet18(), [8, 16, 32, 64], 64)),
+        ("timm_cbam_resnet", "safetensors", Layout::Timm, small(se_models::cbam_resnet18(), [8, 16, 32, 64], 64)),
+        ("torchvision_resnet", "pth", Layout::Torchvision, small(se_models::resnet18(), [8, 16, 32, 64], 64)),
+        ("cadene_se_resnet", "pth", Layout::Cadene, small(se_models::legacy_se_resnet50(), [4, 8, 16, 32], 8)),
+        (
+            "cadene_se_resnext",
+            "pth",
+            Layout::Cadene,
+            small(se_models::legacy_se_resnext50_32x4d(), [16, 32, 64, 128], 32).with_groups(4),
+        ),
+    ]
+}
+
+fn tensor(path: &Path) -> Tensor<B, 4> {
+    let array = read_npy(path).unwrap();
+    let shape: [usize; 4] = array.shape.clone().try_into().unwrap();
+    Tensor::from_data(TensorData::new(array.values, shape), &Default::default())
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn load(name: &str, ext: &str, layout: Layout, config: &ResNetConfig) -> ResNet<B> {
+    layout.check(config).unwrap();
+    let model = config.init::<B>(&Default::default());
+    let (model, report) = load_pytorch(model, &fixture(&format!("{name}.{ext}")), layout, false)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(report.skipped.is_empty());
+    assert!(report.loaded > 0);
+    model
+}
+
+#[test]
+fn every_layout_gives_pytorchs_logits() {
+    for (name, ext, layout, config) in fixtures() {
+        let model = load(name, ext, layout, &config);
+        let input = tensor(&fixture(&format!("{name}.input.npy")));
+        let expected = read_npy(&fixture(&format!("{name}.logits.npy"))).unwrap();
+        let logits = model.forward(input);
+        assert_eq!(logits.dims().to_vec(), expected.shape, "{name}");
+        let logits = logits.into_data().into_vec::<f32>().unwrap();
+        let diff = max_abs_diff(&logits, &expected.values);
+        assert!(diff <= TOLERANCE, "{name}: logits differ from PyTorch's by {diff}");
+        // The logits are not trivially small, so the tolerance means something.
+        let scale = expected.values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.1, "{name}: logits too small to compare ({scale})");
+    }
+}
+
+#[test]
+fn export_gives_back_the_pytorch_state_dict_exactly() {
+    for (name, ext, layout, config) in fixtures() {
+        let original = read_state_dict(&fixture(&format!("{name}.{ext}"))).unwrap();
+        let model = load(name, ext, layout, &config);
+        let exported = export_state_dict(&model, layout);
+        let keys = |s: &StateDict| s.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&exported), keys(&original), "{name}: keys");
+        for (key, data) in &original {
+            assert_eq!(exported[key].shape, data.shape, "{name}: {key} shape");
+            if key.ends_with("num_batches_tracked") {
+                continue; // a step counter, not a weight
+            }
+            assert_eq!(exported[key], data.clone().convert::<f32>(), "{name}: {key}");
+        }
+    }
+}
+
+#[test]
+fn safetensors_round_trip_is_exact() {
+    let (name, ext, layout, config) = fixtures().remove(0);
+    let model = load(name, ext, layout, &config);
+    let exported = export_state_dict(&model, layout);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    write_safetensors(&exported, &path).unwrap();
+    assert_eq!(read_state_dict(&path).unwrap(), exported);
+
+    let fresh = config.init::<B>(&Default::default());
+    let (reloaded, _) = load_pytorch(fresh, &path, layout, false).unwrap();
+    assert_eq!(export_state_dict(&reloaded, layout), exported);
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
+    let path = fixture("timm_se_resnet.pth");
+    // Five classes instead of ten, and no SE: a head of the wrong shape, and SE tensors with no
+    // place in the model.
+    let config = small(se_models::resnet50(), [8, 16, 32, 64], 64).with_num_classes(5);
+    let error = load_pytorch(config.init::<B>(&Default::default()), &path, Layout::Timm, false)
+        .err()
+        .expect("the checkpoint does not fit");
+    let InteropError::Mismatch { mismatch, .. } = &error else {
+        panic!("expected a mismatch, got {error}");
+    };
+    assert!(mismatch.missing.is_empty());
+    assert_eq!(mismatch.unexpected.len(), 5 * 4, "fc1/fc2 weight and bias in 5 blocks");
+    assert!(mismatch.unexpected.contains(&("layer1.0.se.fc1.weight".into(), vec![8, 32, 1, 1])));
+    assert_eq!(
+        mismatch.wrong_shape,
+        vec![
+            ("fc.weight".to_string(), vec![10, 256], vec![5, 256]),
+            ("fc.bias".to_string(), vec![10], vec![5]),
+        ]
+    );
+    let message = error.to_string();
+    assert!(message.starts_with(&format!("{}: the checkpoint does not fit", path.display())));
+    assert!(message.contains("fc.weight: checkpoint [10, 256], model [5, 256]"), "{message}");
+    assert!(message.contains("layer4.0.se.fc2.bias [256]"), "{message}");
+
+    // A partial load takes the rest and says what it left out.
+    let (_, report) = load_pytorch(config.init::<B>(&Default::default()), &path, Layout::Timm, true)
+        .unwrap();
+    assert_eq!(report.skipped.wrong_shape.len(), 2);
+    assert_eq!(report.skipped.unexpected.len(), 20);
+}
+
+#[test]
+fn missing_keys_are_listed_with_the_models_shapes() {
+    let mut state = read_state_dict(&fixture("torchvision_resnet.pth")).unwrap();
+    state.remove("layer2.0.downsample.1.running_var");
+    let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
+    let mismatch = import_state_dict(config.init::<B>(&Default::default()), &state, Layout::Torchvision, false)
+        .err()
+        .unwrap();
+    assert_eq!(mismatch.missing, vec![("layer2.0.downsample.1.running_var".to_string(), vec![16])]);
+}
+
+#[test]
+fn keys_under_a_training_checkpoint_prefix_are_found() {
+    let state = read_state_dict(&fixture("torchvision_resnet.pth")).unwrap();
+    let wrapped: StateDict = state.into_iter().map(|(k, v)| (format!("state_dict.module.{k}"), v)).collect();
+    let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
+    let (_, report) = import_state_dict(config.init::<B>(&Default::default()), &wrapped, Layout::Torchvision, false)
+        .unwrap();
+    assert_eq!(report.prefix, "state_dict.module.");
+}
+
+#[test]
+fn the_layout_must_match_the_architecture() {
+    let message = Layout::Cadene.check(&se_models::se_resnet50()).unwrap_err();
+    assert!(message.contains("legacy_se_resnet50"), "{message}");
+    assert!(Layout::Timm.check(&se_models::legacy_se_resnet50()).is_err());
+    assert!(Layout::Torchvision.check(&se_models::se_resnet50()).is_err());
+    assert!(Layout::Torchvision.check(&se_models::resnet50()).is_ok());
+    assert_eq!("cadene".parse::<Layout>(), Ok(Layout::Cadene));
+    assert!("keras".parse::<Layout>().unwrap_err().contains("timm, torchvision, cadene"));
+}
+
+#[test]
+fn corrupt_checkpoints_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, ext) in [("timm_se_resnet", "pth"), ("timm_eca_resnet", "safetensors")] {
+        let bytes = std::fs::read(fixture(&format!("{name}.{ext}"))).unwrap();
+        let path = dir.path().join(format!("truncated.{ext}"));
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let error = read_state_dict(&path).unwrap_err();
+        assert!(matches!(error, InteropError::Read { .. }), "{error}");
+        assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
+    }
+    let error = read_state_dict(&dir.path().join("weights.h5")).unwrap_err();
+    assert!(error.to_string().contains("no such file"), "{error}");
+}
