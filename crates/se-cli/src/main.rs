@@ -29,6 +29,12 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// List the registered models.
     Models,
+    /// Convert a PyTorch checkpoint (timm, torchvision, Cadene) into Burn weights.
+    Import(commands::interop::ImportArgs),
+    /// Write a model's weights as .safetensors in PyTorch's (timm's or Cadene's) key names.
+    Export(commands::interop::ExportArgs),
+    /// Run a model on a .npy input batch and write the logits as .npy (eval mode).
+    Logits(commands::interop::LogitsArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +46,9 @@ fn main() -> ExitCode {
         Command::Summary(args) => commands::summary::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Models => commands::summary::list_models(),
+        Command::Import(args) => commands::interop::import(&args),
+        Command::Export(args) => commands::interop::export(&args),
+        Command::Logits(args) => commands::interop::logits(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -203,3 +203,129 @@ fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
         "{dataset}"
     );
 }
+
+#[test]
+fn import_logits_and_export_round_trip_through_the_command_line() {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+    use se_models::interop::{Layout, export_state_dict, npy, read_state_dict, write_safetensors};
+
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    // A timm-layout checkpoint of se_resnet20 with random weights, written by the library.
+    let model = se_models::se_resnet20().init::<Flex>(&device);
+    let checkpoint = export_state_dict(&model, Layout::Timm);
+    write_safetensors(&checkpoint, &dir.path().join("w.safetensors")).unwrap();
+    let values: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    let input = npy::Array {
+        shape: vec![2, 3, 32, 32],
+        values: values.clone(),
+    };
+    npy::write_npy(&dir.path().join("x.npy"), &input).unwrap();
+
+    let args = [
+        "import",
+        "--model",
+        "se_resnet20",
+        "--weights",
+        "w.safetensors",
+        "--output",
+        "m.mpk",
+    ];
+    let output = se(&args, dir.path());
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(
+        dir.path().join("m.json").is_file(),
+        "the model config is written beside the weights"
+    );
+
+    // No --model: the config beside the weights says what to build.
+    let args = [
+        "logits",
+        "--weights",
+        "m.mpk",
+        "--input",
+        "x.npy",
+        "--output",
+        "y.npy",
+    ];
+    let output = se(&args, dir.path());
+    assert!(output.status.success(), "{:?}", text(&output));
+    let logits = npy::read_npy(&dir.path().join("y.npy")).unwrap();
+    let expected = model
+        .forward(Tensor::from_data(
+            TensorData::new(values, [2, 3, 32, 32]),
+            &device,
+        ))
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap();
+    assert_eq!(logits.shape, vec![2, 10]);
+    assert_eq!(logits.values, expected);
+
+    let args = [
+        "export",
+        "--weights",
+        "m.mpk",
+        "--output",
+        "back.safetensors",
+    ];
+    let output = se(&args, dir.path());
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_eq!(
+        read_state_dict(&dir.path().join("back.safetensors")).unwrap(),
+        checkpoint
+    );
+
+    // A checkpoint for another model: the offending keys, no output file.
+    let args = [
+        "import",
+        "--model",
+        "resnet20",
+        "--weights",
+        "w.safetensors",
+        "--output",
+        "bad.mpk",
+    ];
+    let output = se(&args, dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("w.safetensors: the checkpoint does not fit the model"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("layer3.2.se.fc2.weight [64, 4, 1, 1]"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("bad.mpk").exists());
+
+    // An input of the wrong shape names the file.
+    npy::write_npy(
+        &dir.path().join("gray.npy"),
+        &npy::Array {
+            shape: vec![1, 1, 32, 32],
+            values: vec![0.0; 1024],
+        },
+    )
+    .unwrap();
+    let args = [
+        "logits",
+        "--weights",
+        "m.mpk",
+        "--input",
+        "gray.npy",
+        "--output",
+        "z.npy",
+    ];
+    let output = se(&args, dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("gray.npy: expected shape [N, 3, H, W], found [1, 1, 32, 32]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

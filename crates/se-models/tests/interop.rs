@@ -19,7 +19,9 @@ type B = Flex;
 const TOLERANCE: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/interop")
+        .join(name)
 }
 
 fn small(config: ResNetConfig, widths: [usize; 4], stem_width: usize) -> ResNetConfig {
@@ -28,8 +30,8 @@ fn small(config: ResNetConfig, widths: [usize; 4], stem_width: usize) -> ResNetC
         ..config
     }
     .with_widths(widths.to_vec())
-        .with_stem_width(stem_width)
-        .with_num_classes(10)
+    .with_stem_width(stem_width)
+    .with_num_classes(10)
 }
 
 /// The fixtures: file stem, checkpoint file, layout, and our config for the same architecture
@@ -37,7 +39,12 @@ fn small(config: ResNetConfig, widths: [usize; 4], stem_width: usize) -> ResNetC
 /// 64 channels whatever the stage widths).
 fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
     vec![
-        ("timm_se_resnet", "pth", Layout::Timm, small(se_models::se_resnet50(), [8, 16, 32, 64], 64)),
+        (
+            "timm_se_resnet",
+            "pth",
+            Layout::Timm,
+            small(se_models::se_resnet50(), [8, 16, 32, 64], 64),
+        ),
         (
             "timm_se_resnext",
             "safetensors",
@@ -46,15 +53,40 @@ fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
                 .with_groups(4)
                 .with_base_width(8),
         ),
-        ("timm_eca_resnet", "safetensors", Layout::Timm, small(se_models::eca_resnet18(), [8, 16, 32, 64], 64)),
-        ("timm_cbam_resnet", "safetensors", Layout::Timm, small(se_models::cbam_resnet18(), [8, 16, 32, 64], 64)),
-        ("torchvision_resnet", "pth", Layout::Torchvision, small(se_models::resnet18(), [8, 16, 32, 64], 64)),
-        ("cadene_se_resnet", "pth", Layout::Cadene, small(se_models::legacy_se_resnet50(), [4, 8, 16, 32], 8)),
+        (
+            "timm_eca_resnet",
+            "safetensors",
+            Layout::Timm,
+            small(se_models::eca_resnet18(), [8, 16, 32, 64], 64),
+        ),
+        (
+            "timm_cbam_resnet",
+            "safetensors",
+            Layout::Timm,
+            small(se_models::cbam_resnet18(), [8, 16, 32, 64], 64),
+        ),
+        (
+            "torchvision_resnet",
+            "pth",
+            Layout::Torchvision,
+            small(se_models::resnet18(), [8, 16, 32, 64], 64),
+        ),
+        (
+            "cadene_se_resnet",
+            "pth",
+            Layout::Cadene,
+            small(se_models::legacy_se_resnet50(), [4, 8, 16, 32], 8),
+        ),
         (
             "cadene_se_resnext",
             "pth",
             Layout::Cadene,
-            small(se_models::legacy_se_resnext50_32x4d(), [16, 32, 64, 128], 32).with_groups(4),
+            small(
+                se_models::legacy_se_resnext50_32x4d(),
+                [16, 32, 64, 128],
+                32,
+            )
+            .with_groups(4),
         ),
     ]
 }
@@ -67,7 +99,10 @@ fn tensor(path: &Path) -> Tensor<B, 4> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn load(name: &str, ext: &str, layout: Layout, config: &ResNetConfig) -> ResNet<B> {
@@ -90,7 +125,10 @@ fn every_layout_gives_pytorchs_logits() {
         assert_eq!(logits.dims().to_vec(), expected.shape, "{name}");
         let logits = logits.into_data().into_vec::<f32>().unwrap();
         let diff = max_abs_diff(&logits, &expected.values);
-        assert!(diff <= TOLERANCE, "{name}: logits differ from PyTorch's by {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: logits differ from PyTorch's by {diff}"
+        );
         // The logits are not trivially small, so the tolerance means something.
         let scale = expected.values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(scale > 0.1, "{name}: logits too small to compare ({scale})");
@@ -110,7 +148,11 @@ fn export_gives_back_the_pytorch_state_dict_exactly() {
             if key.ends_with("num_batches_tracked") {
                 continue; // a step counter, not a weight
             }
-            assert_eq!(exported[key], data.clone().convert::<f32>(), "{name}: {key}");
+            assert_eq!(
+                exported[key],
+                data.clone().convert::<f32>(),
+                "{name}: {key}"
+            );
         }
     }
 }
@@ -136,15 +178,28 @@ fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
     // Five classes instead of ten, and no SE: a head of the wrong shape, and SE tensors with no
     // place in the model.
     let config = small(se_models::resnet50(), [8, 16, 32, 64], 64).with_num_classes(5);
-    let error = load_pytorch(config.init::<B>(&Default::default()), &path, Layout::Timm, false)
-        .err()
-        .expect("the checkpoint does not fit");
+    let error = load_pytorch(
+        config.init::<B>(&Default::default()),
+        &path,
+        Layout::Timm,
+        false,
+    )
+    .err()
+    .expect("the checkpoint does not fit");
     let InteropError::Mismatch { mismatch, .. } = &error else {
         panic!("expected a mismatch, got {error}");
     };
     assert!(mismatch.missing.is_empty());
-    assert_eq!(mismatch.unexpected.len(), 5 * 4, "fc1/fc2 weight and bias in 5 blocks");
-    assert!(mismatch.unexpected.contains(&("layer1.0.se.fc1.weight".into(), vec![8, 32, 1, 1])));
+    assert_eq!(
+        mismatch.unexpected.len(),
+        5 * 4,
+        "fc1/fc2 weight and bias in 5 blocks"
+    );
+    assert!(
+        mismatch
+            .unexpected
+            .contains(&("layer1.0.se.fc1.weight".into(), vec![8, 32, 1, 1]))
+    );
     assert_eq!(
         mismatch.wrong_shape,
         vec![
@@ -154,12 +209,20 @@ fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
     );
     let message = error.to_string();
     assert!(message.starts_with(&format!("{}: the checkpoint does not fit", path.display())));
-    assert!(message.contains("fc.weight: checkpoint [10, 256], model [5, 256]"), "{message}");
+    assert!(
+        message.contains("fc.weight: checkpoint [10, 256], model [5, 256]"),
+        "{message}"
+    );
     assert!(message.contains("layer4.0.se.fc2.bias [256]"), "{message}");
 
     // A partial load takes the rest and says what it left out.
-    let (_, report) = load_pytorch(config.init::<B>(&Default::default()), &path, Layout::Timm, true)
-        .unwrap();
+    let (_, report) = load_pytorch(
+        config.init::<B>(&Default::default()),
+        &path,
+        Layout::Timm,
+        true,
+    )
+    .unwrap();
     assert_eq!(report.skipped.wrong_shape.len(), 2);
     assert_eq!(report.skipped.unexpected.len(), 20);
 }
@@ -169,19 +232,35 @@ fn missing_keys_are_listed_with_the_models_shapes() {
     let mut state = read_state_dict(&fixture("torchvision_resnet.pth")).unwrap();
     state.remove("layer2.0.downsample.1.running_var");
     let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
-    let mismatch = import_state_dict(config.init::<B>(&Default::default()), &state, Layout::Torchvision, false)
-        .err()
-        .unwrap();
-    assert_eq!(mismatch.missing, vec![("layer2.0.downsample.1.running_var".to_string(), vec![16])]);
+    let mismatch = import_state_dict(
+        config.init::<B>(&Default::default()),
+        &state,
+        Layout::Torchvision,
+        false,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        mismatch.missing,
+        vec![("layer2.0.downsample.1.running_var".to_string(), vec![16])]
+    );
 }
 
 #[test]
 fn keys_under_a_training_checkpoint_prefix_are_found() {
     let state = read_state_dict(&fixture("torchvision_resnet.pth")).unwrap();
-    let wrapped: StateDict = state.into_iter().map(|(k, v)| (format!("state_dict.module.{k}"), v)).collect();
+    let wrapped: StateDict = state
+        .into_iter()
+        .map(|(k, v)| (format!("state_dict.module.{k}"), v))
+        .collect();
     let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
-    let (_, report) = import_state_dict(config.init::<B>(&Default::default()), &wrapped, Layout::Torchvision, false)
-        .unwrap();
+    let (_, report) = import_state_dict(
+        config.init::<B>(&Default::default()),
+        &wrapped,
+        Layout::Torchvision,
+        false,
+    )
+    .unwrap();
     assert_eq!(report.prefix, "state_dict.module.");
 }
 
@@ -189,23 +268,42 @@ fn keys_under_a_training_checkpoint_prefix_are_found() {
 fn the_layout_must_match_the_architecture() {
     let message = Layout::Cadene.check(&se_models::se_resnet50()).unwrap_err();
     assert!(message.contains("legacy_se_resnet50"), "{message}");
-    assert!(Layout::Timm.check(&se_models::legacy_se_resnet50()).is_err());
-    assert!(Layout::Torchvision.check(&se_models::se_resnet50()).is_err());
+    assert!(
+        Layout::Timm
+            .check(&se_models::legacy_se_resnet50())
+            .is_err()
+    );
+    assert!(
+        Layout::Torchvision
+            .check(&se_models::se_resnet50())
+            .is_err()
+    );
     assert!(Layout::Torchvision.check(&se_models::resnet50()).is_ok());
     assert_eq!("cadene".parse::<Layout>(), Ok(Layout::Cadene));
-    assert!("keras".parse::<Layout>().unwrap_err().contains("timm, torchvision, cadene"));
+    assert!(
+        "keras"
+            .parse::<Layout>()
+            .unwrap_err()
+            .contains("timm, torchvision, cadene")
+    );
 }
 
 #[test]
 fn corrupt_checkpoints_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, ext) in [("timm_se_resnet", "pth"), ("timm_eca_resnet", "safetensors")] {
+    for (name, ext) in [
+        ("timm_se_resnet", "pth"),
+        ("timm_eca_resnet", "safetensors"),
+    ] {
         let bytes = std::fs::read(fixture(&format!("{name}.{ext}"))).unwrap();
         let path = dir.path().join(format!("truncated.{ext}"));
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let error = read_state_dict(&path).unwrap_err();
         assert!(matches!(error, InteropError::Read { .. }), "{error}");
-        assert!(error.to_string().starts_with(&path.display().to_string()), "{error}");
+        assert!(
+            error.to_string().starts_with(&path.display().to_string()),
+            "{error}"
+        );
     }
     let error = read_state_dict(&dir.path().join("weights.h5")).unwrap_err();
     assert!(error.to_string().contains("no such file"), "{error}");

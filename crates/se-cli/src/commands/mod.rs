@@ -1,4 +1,5 @@
 pub mod bench;
 pub mod eval;
+pub mod interop;
 pub mod summary;
 pub mod train;

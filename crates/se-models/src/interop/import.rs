@@ -23,6 +23,20 @@ const KEY_PREFIXES: [&str; 6] = [
     "model.module.",
 ];
 
+/// The number of classes of the checkpoint's classifier (`fc` or Cadene's `last_linear`), so
+/// that a model can be built to fit a fine-tuned checkpoint.
+pub fn checkpoint_classes(state: &StateDict, layout: Layout) -> Option<usize> {
+    let head = match layout {
+        Layout::Cadene => "last_linear.weight",
+        Layout::Timm | Layout::Torchvision => "fc.weight",
+    };
+    KEY_PREFIXES
+        .iter()
+        .find_map(|prefix| state.get(&format!("{prefix}{head}")))
+        .filter(|weight| weight.shape.len() == 2)
+        .map(|weight| weight.shape[0])
+}
+
 /// Why a checkpoint does not fit a model: every offending key, with shapes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mismatch {
@@ -138,7 +152,9 @@ pub fn import_state_dict<B: Backend>(
         };
         claimed.insert(full_key);
         if data.shape.to_vec() != expected {
-            mismatch.wrong_shape.push((key, data.shape.to_vec(), expected));
+            mismatch
+                .wrong_shape
+                .push((key, data.shape.to_vec(), expected));
             continue;
         }
         let data = conversion.to_burn(data.clone()).convert_dtype(target.dtype);

@@ -12,6 +12,8 @@ pub mod names;
 pub mod npy;
 mod state_dict;
 
-pub use import::{ImportReport, Mismatch, export_state_dict, import_state_dict, load_pytorch};
+pub use import::{
+    ImportReport, Mismatch, checkpoint_classes, export_state_dict, import_state_dict, load_pytorch,
+};
 pub use names::Layout;
 pub use state_dict::{InteropError, StateDict, read_state_dict, write_safetensors};

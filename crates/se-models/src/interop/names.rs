@@ -177,7 +177,10 @@ pub fn torch_name(snapshot: &TensorSnapshot, layout: Layout) -> (String, Convers
             _ => &[],
         };
         if !inner.is_empty() {
-            segments.splice(attention + 1..attention + 2, inner.iter().map(|s| s.to_string()));
+            segments.splice(
+                attention + 1..attention + 2,
+                inner.iter().map(|s| s.to_string()),
+            );
         }
     }
     if layout == Layout::Cadene {

@@ -57,14 +57,21 @@ fn parse(bytes: &[u8]) -> Result<Array, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension `{s}` in the shape")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension `{s}` in the shape"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let count: usize = shape.iter().product();
     let body = &bytes[start + header_len..];
     let width = match descr {
         "<f4" => 4,
         "<f8" => 8,
-        other => return Err(format!("dtype `{other}` is not supported (use float32 or float64)")),
+        other => {
+            return Err(format!(
+                "dtype `{other}` is not supported (use float32 or float64)"
+            ));
+        }
     };
     if body.len() != count * width {
         return Err(format!(
@@ -98,7 +105,11 @@ pub fn write_npy(path: &Path, array: &Array) -> Result<(), InteropError> {
     if count != array.values.len() {
         return Err(InteropError::write(
             path,
-            format!("shape {:?} does not hold {} values", array.shape, array.values.len()),
+            format!(
+                "shape {:?} does not hold {} values",
+                array.shape,
+                array.values.len()
+            ),
         ));
     }
     let dims: Vec<String> = array.shape.iter().map(|d| d.to_string()).collect();
@@ -137,7 +148,11 @@ mod tests {
         };
         write_npy(&path, &array).unwrap();
         let bytes = fs::read(&path).unwrap();
-        assert_eq!((bytes.len() - 24) % 64, 0, "data starts on a 64-byte boundary");
+        assert_eq!(
+            (bytes.len() - 24) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
         assert_eq!(read_npy(&path).unwrap(), array);
         fs::remove_dir_all(dir).unwrap();
     }
@@ -169,6 +184,10 @@ mod tests {
             parse(&bytes).unwrap_err(),
             "shape [2, 2] needs 16 bytes of data, the file has 12"
         );
-        assert!(parse(b"PK\x03\x04 not numpy").unwrap_err().contains("magic"));
+        assert!(
+            parse(b"PK\x03\x04 not numpy")
+                .unwrap_err()
+                .contains("magic")
+        );
     }
 }

@@ -1,0 +1,236 @@
+//! `se import`, `se export` and `se logits`: weights to and from PyTorch, and raw logits for
+//! comparing with it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use clap::Args;
+use se_models::interop::{self, InteropError, Layout, npy};
+use se_models::{ResNet, ResNetConfig};
+use se_train::train::Recorder;
+
+use crate::backend::{self, Backend};
+
+/// What a weights file is, by its extension.
+fn is_pytorch_file(path: &Path) -> bool {
+    matches!(
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("pth" | "pt" | "bin" | "ckpt" | "safetensors")
+    )
+}
+
+/// The model config stored beside Burn weights: `X.json` for `X.mpk` (written by `se import`),
+/// or a run folder's `model.json`.
+fn config_beside(weights: &Path) -> Option<PathBuf> {
+    [
+        weights.with_extension("json"),
+        weights.with_file_name("model.json"),
+    ]
+    .into_iter()
+    .find(|path| path.is_file())
+}
+
+/// The model and where its weights come from, shared by the three commands.
+#[derive(Args, Debug)]
+pub struct ModelWeightsArgs {
+    /// Registered model name (see `se models`); for Burn weights with a `.json` config beside
+    /// them (from `se import` or a run folder) it may be left out.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Weights: a PyTorch checkpoint (.pth, .pt, .bin, .safetensors) or Burn weights (.mpk).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Key layout of a PyTorch checkpoint: timm, torchvision or cadene; default cadene for
+    /// `legacy_*` models, timm otherwise.
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Number of classes; default the checkpoint's classifier size.
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+}
+
+impl ModelWeightsArgs {
+    fn registry_config(&self) -> Result<ResNetConfig> {
+        let Some(name) = &self.model else {
+            bail!("--model NAME is needed for {}", self.weights.display());
+        };
+        Ok(se_models::config(name)?)
+    }
+
+    fn layout(&self, config: &ResNetConfig) -> Result<Layout> {
+        let layout = self.layout.unwrap_or_else(|| Layout::native(config));
+        layout
+            .check(config)
+            .map_err(|message| anyhow::anyhow!("--layout {}: {message}", layout.name()))?;
+        Ok(layout)
+    }
+
+    /// Builds the model and loads the weights; `partial` only applies to PyTorch checkpoints.
+    pub fn load(&self, partial: bool) -> Result<(ResNet<Backend>, ResNetConfig)> {
+        let device = backend::device();
+        let path = &self.weights;
+        if is_pytorch_file(path) {
+            let mut config = self.registry_config()?;
+            let layout = self.layout(&config)?;
+            let state = interop::read_state_dict(path)?;
+            if let Some(classes) = self
+                .num_classes
+                .or(interop::checkpoint_classes(&state, layout))
+            {
+                config.num_classes = classes;
+            }
+            let (model, report) = interop::import_state_dict(
+                config.init::<Backend>(&device),
+                &state,
+                layout,
+                partial,
+            )
+            .map_err(|mismatch| InteropError::Mismatch {
+                path: path.clone(),
+                mismatch,
+            })?;
+            eprintln!(
+                "{}: {} tensors loaded ({} layout{})",
+                path.display(),
+                report.loaded,
+                layout.name(),
+                match report.prefix.as_str() {
+                    "" => String::new(),
+                    prefix => format!(", keys under `{prefix}`"),
+                }
+            );
+            if !report.skipped.is_empty() {
+                eprintln!(
+                    "partial load, left at their initial values or unused:\n{}",
+                    report.skipped
+                );
+            }
+            return Ok((model, config));
+        }
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        let mut config = match config_beside(path) {
+            Some(json) => {
+                ResNetConfig::load(&json).map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?
+            }
+            None => self.registry_config()?,
+        };
+        if let Some(classes) = self.num_classes {
+            config.num_classes = classes;
+        }
+        let model = config
+            .init::<Backend>(&device)
+            .load_file(path.clone(), &Recorder::new(), &device)
+            .map_err(|e| anyhow::anyhow!("{}: cannot load Burn weights: {e}", path.display()))?;
+        Ok((model, config))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub source: ModelWeightsArgs,
+    /// Burn weights to write (.mpk), with the model config beside it (.json).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Load what fits and keep initial values for the rest (e.g. a new classifier).
+    #[arg(long)]
+    pub partial: bool,
+}
+
+pub fn import(args: &ImportArgs) -> Result<()> {
+    if !is_pytorch_file(&args.source.weights) {
+        bail!(
+            "{}: expected a PyTorch checkpoint (.pth, .pt, .bin or .safetensors)",
+            args.source.weights.display()
+        );
+    }
+    let (model, config) = args.source.load(args.partial)?;
+    let output = args.output.with_extension("mpk");
+    config
+        .save(output.with_extension("json"))
+        .with_context(|| format!("{}: cannot write the model config", output.display()))?;
+    model
+        .save_file(output.clone(), &Recorder::new())
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
+    println!(
+        "wrote {} and {} ({} classes)",
+        output.display(),
+        output.with_extension("json").display(),
+        config.num_classes
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: ModelWeightsArgs,
+    /// The .safetensors file to write, in the layout's PyTorch key names.
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let (model, config) = args.source.load(false)?;
+    let layout = args.source.layout(&config)?;
+    let state = interop::export_state_dict(&model, layout);
+    interop::write_safetensors(&state, &args.output)?;
+    println!(
+        "wrote {} ({} tensors, {} layout)",
+        args.output.display(),
+        state.len(),
+        layout.name()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub source: ModelWeightsArgs,
+    /// Input batch as NumPy .npy, float32 or float64, shape [N, C, H, W].
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Where to write the logits, float32 [N, classes].
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+pub fn logits(args: &LogitsArgs) -> Result<()> {
+    let (model, config) = args.source.load(false)?;
+    let input = npy::read_npy(&args.input)?;
+    let shape: [usize; 4] = match input.shape.as_slice() {
+        &[n, c, h, w] if c == config.in_channels => [n, c, h, w],
+        shape => bail!(
+            "{}: expected shape [N, {}, H, W], found {shape:?}",
+            args.input.display(),
+            config.in_channels
+        ),
+    };
+    let device = backend::device();
+    let x = Tensor::<Backend, 4>::from_data(TensorData::new(input.values, shape), &device);
+    let logits = model.forward(x);
+    let dims = logits.dims().to_vec();
+    let values = logits
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 logits");
+    npy::write_npy(
+        &args.output,
+        &npy::Array {
+            shape: dims.clone(),
+            values,
+        },
+    )?;
+    println!("wrote {} {dims:?}", args.output.display());
+    Ok(())
+}
