@@ -54,7 +54,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         args.batch, args.train_batch
     );
     println!("|---|---|---|---|---|---|");
-    let device = backend::device();
+    let device = backend::device()?;
     for name in &args.model {
         let entry = se_models::lookup(name)?;
         let size = args.input_size.unwrap_or(match entry.family {

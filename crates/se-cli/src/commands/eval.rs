@@ -54,7 +54,7 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
-    let device = backend::device();
+    let device = backend::device()?;
     let (model, info) = run.load_model::<Backend>(&weights, &device)?;
     let source: DataSource = match args.data.source()? {
         Some(source) => source,
@@ -100,7 +100,7 @@ pub struct PredictArgs {
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
-    let device = backend::device();
+    let device = backend::device()?;
     let (model, info) = run.load_model::<Backend>(&weights, &device)?;
     for path in &args.images {
         let image = se_train::load_image(path, info.channels)?;

@@ -73,7 +73,7 @@ impl ModelWeightsArgs {
 
     /// Builds the model and loads the weights; `partial` only applies to PyTorch checkpoints.
     pub fn load(&self, partial: bool) -> Result<(ResNet<Backend>, ResNetConfig)> {
-        let device = backend::device();
+        let device = backend::device()?;
         let path = &self.weights;
         if is_pytorch_file(path) {
             let mut config = self.registry_config()?;
@@ -215,7 +215,7 @@ pub fn logits(args: &LogitsArgs) -> Result<()> {
             config.in_channels
         ),
     };
-    let device = backend::device();
+    let device = backend::device()?;
     let x = Tensor::<Backend, 4>::from_data(TensorData::new(input.values, shape), &device);
     let logits = model.forward(x);
     let dims = logits.dims().to_vec();

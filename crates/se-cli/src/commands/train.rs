@@ -224,7 +224,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let summary: TrainSummary = se_train::train::<backend::TrainBackend>(
         &config,
         &run_dir,
-        &backend::device(),
+        &backend::device()?,
         args.resume,
     )?;
     println!(
