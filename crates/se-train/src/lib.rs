@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod evaluate;
 pub mod progress;
 pub mod report;
@@ -12,4 +13,4 @@ pub mod train;
 
 pub use config::{DataSource, OptimizerKind, ScheduleKind, TrainConfig};
 pub use evaluate::{EvalReport, evaluate, load_image, predict};
-pub use train::{RunFolder, TrainError, TrainSummary, train};
+pub use train::{RunFolder, TrainError, TrainSummary, train, train_distributed};

@@ -17,6 +17,18 @@ pub struct PlainProgress {
     valid: Vec<(String, String)>,
     last_printed: Option<(usize, usize)>,
     started: Instant,
+    /// Prints nothing (ranks other than 0 of a data-parallel job).
+    silent: bool,
+}
+
+impl PlainProgress {
+    /// A renderer that prints nothing.
+    pub fn silent() -> Self {
+        Self {
+            silent: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for PlainProgress {
@@ -27,6 +39,7 @@ impl Default for PlainProgress {
             valid: Vec::new(),
             last_printed: None,
             started: Instant::now(),
+            silent: false,
         }
     }
 }
@@ -80,7 +93,7 @@ impl MetricsRendererTraining for PlainProgress {
     }
 
     fn render_train(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
-        let Some(progress) = item.progress else {
+        let Some(progress) = item.progress.filter(|_| !self.silent) else {
             return;
         };
         let epoch = item.global_progress.items_processed;
@@ -100,7 +113,7 @@ impl MetricsRendererTraining for PlainProgress {
     }
 
     fn render_valid(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
-        let Some(progress) = item.progress else {
+        let Some(progress) = item.progress.filter(|_| !self.silent) else {
             return;
         };
         if progress.items_processed >= progress.items_total {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use burn::config::Config;
 use std::sync::Arc;
 
+use crate::distributed::{Collective, GradientAverager, Shard, broadcast_module};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::module::Module;
@@ -197,7 +198,39 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
+    run_training::<B>(config, run_dir, device, resume, None)
+}
+
+/// [`train`] as one rank of a data-parallel job over `collective` (see [`crate::distributed`]).
+///
+/// `config.batch_size` is per rank (a step sees `batch_size * ranks` images in all) and the
+/// learning rate applies to the averaged gradient as given. Rank 0 writes the run folder
+/// (config, metrics, dashboard, checkpoints, models, summary); rank `r > 0` keeps only the
+/// Learner's checkpoints of its optimizer state, in `run_dir/ranks/r`, for `--resume` with the
+/// same number of ranks, and validates on one batch only.
+pub fn train_distributed<B: AutodiffBackend>(
+    config: &TrainConfig,
+    run_dir: &Path,
+    device: &B::Device,
+    resume: bool,
+    collective: Arc<dyn Collective>,
+) -> Result<TrainSummary, TrainError> {
+    run_training::<B>(config, run_dir, device, resume, Some(collective))
+}
+
+fn run_training<B: AutodiffBackend>(
+    config: &TrainConfig,
+    run_dir: &Path,
+    device: &B::Device,
+    resume: bool,
+    collective: Option<Arc<dyn Collective>>,
+) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
+    let (rank, ranks) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.size()));
+    let run_dir = &match rank {
+        0 => run_dir.to_path_buf(),
+        rank => run_dir.join("ranks").join(rank.to_string()),
+    };
     let run = RunFolder(run_dir.to_path_buf());
     let start_epoch = if resume {
         let epoch = run
@@ -224,8 +257,15 @@ pub fn train<B: AutodiffBackend>(
     };
 
     let DataSplits { train, test, info } = config.data.load()?;
-    let train = limit(train, config.train_limit);
-    let test = limit(test, config.test_limit);
+    let mut train = limit(train, config.train_limit);
+    let mut test = limit(test, config.test_limit);
+    if ranks > 1 {
+        let first_epoch = start_epoch.unwrap_or(0) as u64;
+        train = Arc::new(Shard::new(train, rank, ranks, config.seed, first_epoch));
+        if rank > 0 {
+            test = limit(test, Some(config.batch_size)); // rank 0 validates on the whole set
+        }
+    }
     let model_config = se_models::config(&config.model)?
         .with_in_channels(info.channels)
         .with_num_classes(info.num_classes());
@@ -244,7 +284,7 @@ pub fn train<B: AutodiffBackend>(
     let train_set = AugmentedDataset::new(
         train,
         Transform::Train(config.augmentation(), info.image_size),
-        config.seed,
+        config.seed + rank as u64,
         first_epoch,
     );
     let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
@@ -271,7 +311,21 @@ pub fn train<B: AutodiffBackend>(
         valid_loader,
         epochs: config.epochs,
         start_epoch,
-        model: Classifier::new(model_config.init::<B>(device), config.label_smoothing),
+        model: Classifier::new(
+            match &collective {
+                // Identical replicas: rank 0's initial weights everywhere.
+                Some(c) => broadcast_module(model_config.init::<B>(device), c.as_ref()),
+                None => model_config.init::<B>(device),
+            },
+            config.label_smoothing,
+        )
+        .with_gradient_averager(collective.clone().map(GradientAverager::new)),
+        progress: match (rank, ranks) {
+            (0, 1) => Progress::Auto,
+            // mpirun forwards output through a pseudo-terminal the dashboard cannot drive.
+            (0, _) => Progress::Lines,
+            _ => Progress::Silent,
+        },
         num_classes: info.num_classes(),
         schedule: LrSchedule::new(
             config.learning_rate,
@@ -303,6 +357,15 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     .model;
+    if rank > 0 {
+        let test_report = evaluate(&final_model, test, &info, config.batch_size, device);
+        return Ok(TrainSummary {
+            model: config.model.clone(),
+            epochs: config.epochs,
+            test: test_report,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
 
     let recorder = Recorder::new();
     final_model
@@ -338,6 +401,19 @@ struct LearnerSetup<B: AutodiffBackend> {
     schedule: LrSchedule,
     /// Top-5 accuracy is only logged with more than five classes.
     num_classes: usize,
+    /// How progress is shown.
+    progress: Progress,
+}
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Burn's dashboard in a terminal, plain lines otherwise.
+    Auto,
+    /// Plain lines (rank 0 of a distributed run).
+    Lines,
+    /// Nothing (the other ranks).
+    Silent,
 }
 
 /// Runs the Learner with metrics, checkpoints and the dashboard (or plain progress lines when
@@ -362,8 +438,12 @@ where
     if setup.num_classes > 5 {
         training = training.metrics((TopKAccuracyMetric::new(5),));
     }
-    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        training = training.renderer(PlainProgress::default());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match setup.progress {
+        Progress::Silent => training = training.renderer(PlainProgress::silent()),
+        Progress::Lines => training = training.renderer(PlainProgress::default()),
+        Progress::Auto if !terminal => training = training.renderer(PlainProgress::default()),
+        Progress::Auto => {}
     }
     if let Some(epoch) = setup.start_epoch {
         training = training.checkpoint(epoch);

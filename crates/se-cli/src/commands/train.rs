@@ -22,6 +22,13 @@ pub enum DatasetKind {
     Folder,
 }
 
+/// How several processes train one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Distributed {
+    /// One rank per process of an MPI job; gradients are averaged with MPI all-reduce.
+    Mpi,
+}
+
 /// Where the data comes from (shared by train and eval).
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
@@ -92,6 +99,10 @@ pub struct TrainArgs {
     /// Continue the run in --run-dir from its last checkpoint (its saved config is used; --epochs may raise the total).
     #[arg(long)]
     pub resume: bool,
+    /// Data-parallel training over the ranks of `mpirun -np N se train --distributed mpi ...`
+    /// (an `se` built with `--features mpi`); --batch-size is per rank.
+    #[arg(long, value_enum)]
+    pub distributed: Option<Distributed>,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -212,6 +223,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             .unwrap_or_else(|| TrainArgs::default_run_dir(&config));
         (config, run_dir)
     };
+    if args.distributed == Some(Distributed::Mpi) {
+        if args.run_dir.is_none() {
+            bail!("--distributed needs --run-dir: every rank must agree on the run folder");
+        }
+        return train_mpi(&config, &run_dir, args.resume);
+    }
     println!(
         "training {} on {:?} for {} epochs, batch {} (backend {}), run folder {}",
         config.model,
@@ -227,6 +244,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         &backend::device()?,
         args.resume,
     )?;
+    report(&summary, &run_dir);
+    Ok(())
+}
+
+fn report(summary: &TrainSummary, run_dir: &std::path::Path) {
     println!(
         "done in {:.0}s: test top-1 {:.2}%, top-5 {:.2}% on {} images; models, metrics.csv and curves.svg in {}",
         summary.seconds,
@@ -235,5 +257,65 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         summary.test.images,
         run_dir.display()
     );
-    Ok(())
+}
+
+/// One rank of an MPI job. A rank that fails aborts the whole job (the others would wait in
+/// their next all-reduce); mpirun likewise ends the job when a rank dies.
+#[cfg(feature = "mpi")]
+fn train_mpi(config: &TrainConfig, run_dir: &std::path::Path, resume: bool) -> Result<()> {
+    use std::sync::Arc;
+
+    let (_universe, collective) =
+        se_train::distributed::mpi::init().map_err(|e| anyhow::anyhow!("MPI: {e}"))?;
+    let collective = Arc::new(collective);
+    let (rank, ranks) = (
+        se_train::distributed::Collective::rank(collective.as_ref()),
+        se_train::distributed::Collective::size(collective.as_ref()),
+    );
+    if rank == 0 {
+        println!(
+            "training {} on {:?} for {} epochs (backend {}), run folder {}\n\
+             distributed over {ranks} MPI ranks: batch {} per rank, {} per step in all; learning \
+             rate {} applies to the gradient averaged over the ranks (not scaled); BatchNorm \
+             statistics per rank",
+            config.model,
+            config.data,
+            config.epochs,
+            backend::NAME,
+            run_dir.display(),
+            config.batch_size,
+            config.batch_size * ranks,
+            config.learning_rate,
+        );
+    }
+    let result = backend::device().and_then(|device| {
+        se_train::train_distributed::<backend::TrainBackend>(
+            config,
+            run_dir,
+            &device,
+            resume,
+            collective.clone(),
+        )
+        .map_err(Into::into)
+    });
+    match result {
+        Ok(summary) => {
+            if rank == 0 {
+                report(&summary, run_dir);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("error on rank {rank} of {ranks}: {error:#}");
+            collective.abort(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(_: &TrainConfig, _: &std::path::Path, _: bool) -> Result<()> {
+    bail!(
+        "this `se` was built without MPI: build it with `cargo build --release -p se-cli \
+         --features mpi` (needs apt-get install libopenmpi-dev openmpi-bin libclang-dev)"
+    )
 }
