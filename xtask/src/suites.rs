@@ -93,6 +93,9 @@ fn steps(extra: &[String]) -> Vec<Step> {
                 "backends",
                 "--test",
                 "wgpu_train",
+                // Only the wgpu tests: the CPU ones ran in the workspace step.
+                "--",
+                "wgpu",
             ]),
             // Software Vulkan unless the caller picked a device.
             env: vec![(
@@ -106,7 +109,7 @@ fn steps(extra: &[String]) -> Vec<Step> {
             args: strings(&[
                 "test",
                 "-p",
-                "se-train",
+                "se-cli",
                 "--features",
                 "mpi",
                 "--test",

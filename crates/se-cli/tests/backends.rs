@@ -3,9 +3,10 @@
 //! `cargo xtask test` when a Vulkan driver is installed) and on CUDA (`--features cuda`, on a
 //! machine with an NVIDIA GPU: `scripts/gpu-check.sh`).
 //!
-//! Tolerance: |a - b| <= 1e-4 * max(1, max |a|) for logits and loss, and 1e-3 of the largest
-//! gradient entry for gradients (backends sum in different orders, and gradients of a deep
-//! net at random weights pass through many such sums).
+//! Tolerance: |a - b| <= 1e-4 * max(1, max |a|) for logits and loss, and, for gradients, 1e-3 of
+//! the largest gradient entry between CPU backends and 1e-2 against wgpu on Mesa's lavapipe (its
+//! reductions differ run to run; up to 2.8e-3 was seen on the first conv's weight gradient). A
+//! wrong kernel shows as errors the size of the gradient itself (see docs/backends.md).
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
@@ -17,6 +18,8 @@ use se_models::{MODELS, ResNet, ResNetConfig};
 
 const LOGIT_TOLERANCE: f32 = 1e-4;
 const GRADIENT_TOLERANCE: f32 = 1e-3;
+#[cfg(feature = "wgpu")]
+const WGPU_GRADIENT_TOLERANCE: f32 = 1e-2;
 
 /// Deterministic numbers in [0, 1) (a 64-bit LCG), the same on every platform.
 struct Numbers(u64);
@@ -155,7 +158,12 @@ fn training_step<B: AutodiffBackend>(
     (loss, visitor.values)
 }
 
-fn assert_same_step(name: &str, expected: &(f32, Vec<Vec<f32>>), actual: &(f32, Vec<Vec<f32>>)) {
+fn assert_same_step(
+    name: &str,
+    expected: &(f32, Vec<Vec<f32>>),
+    actual: &(f32, Vec<Vec<f32>>),
+    tolerance: f32,
+) {
     assert_close(name, "loss", &[expected.0], &[actual.0], LOGIT_TOLERANCE);
     assert_eq!(expected.1.len(), actual.1.len(), "{name}: gradient count");
     assert!(!expected.1.is_empty());
@@ -169,7 +177,7 @@ fn assert_same_step(name: &str, expected: &(f32, Vec<Vec<f32>>), actual: &(f32, 
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
         assert!(
-            diff <= GRADIENT_TOLERANCE * scale,
+            diff <= tolerance * scale,
             "{name}: gradient {i} differs by {diff} (largest gradient {scale})"
         );
     }
@@ -213,7 +221,7 @@ fn ndarray_and_flex_take_the_same_training_step() {
         let state = weights(&config, 3);
         let flex = training_step::<Autodiff<Flex>>(&config, &state, &x, &Default::default());
         let ndarray = training_step::<Autodiff<NdArray>>(&config, &state, &x, &Default::default());
-        assert_same_step(name, &flex, &ndarray);
+        assert_same_step(name, &flex, &ndarray, GRADIENT_TOLERANCE);
     }
 }
 
@@ -276,7 +284,7 @@ mod wgpu {
             let state = weights(&config, 3);
             let flex = training_step::<Autodiff<Flex>>(&config, &state, &x, &Default::default());
             let wgpu = training_step::<Autodiff<Wgpu>>(&config, &state, &x, &device());
-            assert_same_step(name, &flex, &wgpu);
+            assert_same_step(name, &flex, &wgpu, WGPU_GRADIENT_TOLERANCE);
         }
     }
 }
@@ -302,7 +310,7 @@ mod cuda {
             let state = weights(&config, 3);
             let flex = training_step::<Autodiff<Flex>>(&config, &state, &x, &Default::default());
             let cuda = training_step::<Autodiff<Cuda>>(&config, &state, &x, &device);
-            assert_same_step(name, &flex, &cuda);
+            assert_same_step(name, &flex, &cuda, GRADIENT_TOLERANCE);
         }
     }
 }
