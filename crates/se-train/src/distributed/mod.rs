@@ -4,7 +4,8 @@
 //! replicas stay equal. BatchNorm statistics stay per rank, as in PyTorch's DDP by default.
 //!
 //! The transport is a [`Collective`]; [`mpi::MpiCollective`] (feature `mpi`) runs it over MPI
-//! (`mpirun -np N se train --distributed mpi ...`). Everything here is independent of it.
+//! (`mpirun -np N se train --distributed mpi ...`). Everything here is independent of it; tests
+//! use a fake two-rank collective (threads would share Burn's BatchNorm running state).
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -222,89 +223,6 @@ impl<D: Dataset<ImageItem>> Dataset<ImageItem> for Shard<D> {
 
     fn len(&self) -> usize {
         self.visits.len()
-    }
-}
-
-/// Ranks as threads of one process, for tests: the collectives run over shared memory.
-#[derive(Debug)]
-pub struct LocalGroup {
-    size: usize,
-    state: Mutex<LocalState>,
-    turn: std::sync::Condvar,
-}
-
-#[derive(Debug, Default)]
-struct LocalState {
-    generation: u64,
-    arrived: usize,
-    sum: Vec<f32>,
-    result: Vec<f32>,
-}
-
-impl LocalGroup {
-    /// A group of `size` ranks; hand each thread its [`LocalRank`].
-    pub fn new(size: usize) -> Vec<LocalRank> {
-        let group = Arc::new(LocalGroup {
-            size,
-            state: Mutex::default(),
-            turn: Default::default(),
-        });
-        (0..size)
-            .map(|rank| LocalRank {
-                rank,
-                group: group.clone(),
-            })
-            .collect()
-    }
-
-    /// Everyone contributes `buffer`; everyone gets `combine(contributions)`.
-    fn exchange(&self, rank: usize, buffer: &mut [f32], root_only: bool) {
-        let mut state = self.state.lock().unwrap();
-        let generation = state.generation;
-        if state.arrived == 0 {
-            state.sum = vec![0.0; buffer.len()];
-        }
-        if !root_only {
-            for (s, v) in state.sum.iter_mut().zip(buffer.iter()) {
-                *s += v;
-            }
-        } else if rank == 0 {
-            state.sum.copy_from_slice(buffer);
-        }
-        state.arrived += 1;
-        if state.arrived == self.size {
-            state.result = std::mem::take(&mut state.sum);
-            state.arrived = 0;
-            state.generation += 1;
-            self.turn.notify_all();
-        } else {
-            while state.generation == generation {
-                state = self.turn.wait(state).unwrap();
-            }
-        }
-        buffer.copy_from_slice(&state.result);
-    }
-}
-
-/// One rank of a [`LocalGroup`].
-#[derive(Debug, Clone)]
-pub struct LocalRank {
-    rank: usize,
-    group: Arc<LocalGroup>,
-}
-
-impl Collective for LocalRank {
-    fn rank(&self) -> usize {
-        self.rank
-    }
-    fn size(&self) -> usize {
-        self.group.size
-    }
-    fn all_reduce_sum(&self, buffer: &mut [f32]) {
-        self.group.exchange(self.rank, buffer, false);
-    }
-    fn broadcast_from_root(&self, buffer: &mut [f32]) {
-        self.group.exchange(self.rank, buffer, true);
     }
 }
 
