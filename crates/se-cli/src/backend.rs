@@ -8,9 +8,9 @@ mod chosen {
     pub const NAME: &str = "cuda";
     pub const MISSING: &str = "an NVIDIA GPU and its driver (libcuda); no CUDA toolkit is needed";
 
-    /// `SE_DEVICE=N` picks the N-th GPU (default 0).
-    pub fn device() -> burn::tensor::Device<Backend> {
-        burn::backend::cuda::CudaDevice::new(super::device_index())
+    /// The `index`-th GPU.
+    pub fn device_at(index: usize) -> Option<burn::tensor::Device<Backend>> {
+        Some(burn::backend::cuda::CudaDevice::new(index))
     }
 }
 
@@ -24,17 +24,19 @@ mod chosen {
         a GPU, Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers libvulkan1` and \
         SE_DEVICE=cpu";
 
-    /// `SE_DEVICE=cpu` (a software adapter such as lavapipe), `discrete[:N]`, `integrated[:N]`;
-    /// default: the best adapter wgpu finds.
-    pub fn device() -> burn::tensor::Device<Backend> {
+    /// The adapter of the kind `SE_DEVICE` names: `cpu` (a software adapter such as lavapipe),
+    /// `discrete`, `integrated`, with the `index`-th of that kind; default: the best adapter
+    /// wgpu finds (index 0), else the `index`-th discrete GPU.
+    pub fn device_at(index: usize) -> Option<burn::tensor::Device<Backend>> {
         let wanted = std::env::var("SE_DEVICE").unwrap_or_default();
-        let index = super::device_index();
-        match wanted.split(':').next().unwrap_or_default() {
-            "cpu" => WgpuDevice::Cpu,
-            "discrete" => WgpuDevice::DiscreteGpu(index),
+        Some(match wanted.split(':').next().unwrap_or_default() {
+            "cpu" if index == 0 => WgpuDevice::Cpu,
+            "cpu" => return None,
             "integrated" => WgpuDevice::IntegratedGpu(index),
-            _ => WgpuDevice::DefaultDevice,
-        }
+            "discrete" => WgpuDevice::DiscreteGpu(index),
+            _ if index == 0 => WgpuDevice::DefaultDevice,
+            _ => WgpuDevice::DiscreteGpu(index),
+        })
     }
 }
 
@@ -44,8 +46,9 @@ mod chosen {
     pub const NAME: &str = "flex";
     pub const MISSING: &str = "nothing (a CPU backend)";
 
-    pub fn device() -> burn::tensor::Device<Backend> {
-        Default::default()
+    /// The CPU, the only device.
+    pub fn device_at(index: usize) -> Option<burn::tensor::Device<Backend>> {
+        (index == 0).then(Default::default)
     }
 }
 
@@ -58,8 +61,9 @@ mod chosen {
     pub const NAME: &str = "ndarray";
     pub const MISSING: &str = "nothing (a CPU backend)";
 
-    pub fn device() -> burn::tensor::Device<Backend> {
-        Default::default()
+    /// The CPU, the only device.
+    pub fn device_at(index: usize) -> Option<burn::tensor::Device<Backend>> {
+        (index == 0).then(Default::default)
     }
 }
 
@@ -76,20 +80,49 @@ pub use chosen::{Backend, NAME};
 /// The backend with automatic differentiation, for training.
 pub type TrainBackend = burn::backend::Autodiff<Backend>;
 
-/// The number after `:` in `SE_DEVICE` (`SE_DEVICE=1`, `SE_DEVICE=discrete:1`), default 0.
-#[allow(dead_code)]
+/// The device index: with `SE_DEVICE` set, the number after its `:` (`SE_DEVICE=1`,
+/// `SE_DEVICE=discrete:1`; `SE_DEVICE=cpu` is 0); else, in an MPI job, the rank's index on its
+/// node, so that `mpirun -np 4` on a 4-GPU machine gives each rank its own GPU; else 0.
 fn device_index() -> usize {
-    std::env::var("SE_DEVICE")
-        .ok()
-        .and_then(|v| v.rsplit(':').next()?.parse().ok())
-        .unwrap_or(0)
+    let number = |value: String| value.rsplit(':').next()?.parse().ok();
+    match std::env::var("SE_DEVICE") {
+        Ok(value) => number(value).unwrap_or(0),
+        Err(_) => ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
+            .iter()
+            .find_map(|name| number(std::env::var(name).ok()?))
+            .unwrap_or(0),
+    }
 }
 
-/// The device models run on, after checking that the backend starts: GPU backends panic deep
-/// inside their runtime when there is no adapter or driver, so a one-element tensor is made
-/// first and a failure becomes an error naming the backend and what it needs.
+/// The device models run on (see [`device_index`]), once it is known to start.
 pub fn device() -> anyhow::Result<burn::tensor::Device<Backend>> {
-    let device = chosen::device();
+    let index = if cfg!(any(feature = "cuda", feature = "wgpu")) {
+        device_index()
+    } else {
+        0
+    };
+    device_at(index)
+}
+
+/// The devices of `se train --devices 0,1`.
+pub fn devices(indices: &[usize]) -> anyhow::Result<Vec<burn::tensor::Device<Backend>>> {
+    indices.iter().map(|&index| device_at(index)).collect()
+}
+
+/// The `index`-th device, after checking that it starts: GPU backends panic deep inside their
+/// runtime when there is no adapter or driver, so a one-element tensor is made first and a
+/// failure becomes an error naming the backend and what it needs.
+fn device_at(index: usize) -> anyhow::Result<burn::tensor::Device<Backend>> {
+    let Some(device) = chosen::device_at(index) else {
+        anyhow::bail!(
+            "the {NAME} backend has no device {index}: it runs on one device{}",
+            if cfg!(any(feature = "cuda", feature = "wgpu")) {
+                " of this kind (SE_DEVICE)"
+            } else {
+                ", the CPU (--devices is for GPU backends)"
+            }
+        )
+    };
     let probe = device.clone();
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));

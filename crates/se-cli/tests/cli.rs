@@ -47,6 +47,19 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
     let output = se(&["summary", "--model", "nope"], dir.path());
     assert_eq!(output.status.code(), Some(1));
 
+    // A CPU backend has one device: asking for two says so, before any run folder is made.
+    let output = se(
+        &["train", "--devices", "0,1", "--run-dir", "two"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("the flex backend has no device 1: it runs on one device, the CPU"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("two").exists());
+
     let output = se(
         &["predict", "--run-dir", "missing-run", "x.png"],
         dir.path(),

@@ -21,6 +21,11 @@ pub struct Classifier<B: Backend> {
     /// In data-parallel training, averages each step's gradients over the ranks.
     #[module(skip)]
     pub gradient_averager: Option<GradientAverager>,
+    /// Factor of the loss before `backward` (the reported loss is unscaled): `1 / devices` when
+    /// one process trains on several devices, whose gradients Burn's multi-device strategy
+    /// sums, so that the step uses their mean as on one device.
+    #[module(skip)]
+    pub gradient_scale: f32,
 }
 
 impl<B: Backend> Classifier<B> {
@@ -30,7 +35,14 @@ impl<B: Backend> Classifier<B> {
             model,
             label_smoothing,
             gradient_averager: None,
+            gradient_scale: 1.0,
         }
+    }
+
+    /// Scales the gradients of every training step (see [`Classifier::gradient_scale`]).
+    pub fn with_gradient_scale(mut self, scale: f32) -> Self {
+        self.gradient_scale = scale;
+        self
     }
 
     /// Averages the gradients of every training step over the ranks of a data-parallel job.
@@ -61,7 +73,12 @@ impl<B: AutodiffBackend> TrainStep for Classifier<B> {
 
     fn step(&self, batch: ImageBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
         let output = self.forward_classification(batch.images, batch.targets);
-        let mut grads = GradientsParams::from_grads(output.loss.backward(), self);
+        let loss = if self.gradient_scale == 1.0 {
+            output.loss.clone()
+        } else {
+            output.loss.clone().mul_scalar(self.gradient_scale)
+        };
+        let mut grads = GradientsParams::from_grads(loss.backward(), self);
         if let Some(averager) = &self.gradient_averager {
             averager.average(self, &mut grads);
         }

@@ -13,4 +13,4 @@ pub mod train;
 
 pub use config::{DataSource, OptimizerKind, ScheduleKind, TrainConfig};
 pub use evaluate::{EvalReport, evaluate, load_image, predict};
-pub use train::{RunFolder, TrainError, TrainSummary, train, train_distributed};
+pub use train::{RunFolder, TrainError, TrainSummary, train, train_distributed, train_on_devices};

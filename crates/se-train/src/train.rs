@@ -22,7 +22,9 @@ use burn::train::metric::{
     AccuracyMetric, CpuMemory, IterationSpeedMetric, LearningRateMetric, LossMetric,
     TopKAccuracyMetric,
 };
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{
+    ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
+};
 use se_models::{ResNet, ResNetConfig};
 
 use crate::classifier::Classifier;
@@ -198,7 +200,22 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     resume: bool,
 ) -> Result<TrainSummary, TrainError> {
-    run_training::<B>(config, run_dir, device, resume, None)
+    run_training::<B>(config, run_dir, std::slice::from_ref(device), resume, None)
+}
+
+/// [`train`] on several devices of one process (several GPUs), with Burn's multi-device
+/// strategy: each step, every device runs a replica on its own batch of `config.batch_size`
+/// images (the epoch split into one contiguous part per device), and the mean of their gradients
+/// updates the weights on the first device. One step sees `batch_size * devices` images and the
+/// learning rate applies to the mean gradient, as with [`train_distributed`]. BatchNorm running
+/// statistics are averaged over the devices. With one device this is [`train`].
+pub fn train_on_devices<B: AutodiffBackend>(
+    config: &TrainConfig,
+    run_dir: &Path,
+    devices: &[B::Device],
+    resume: bool,
+) -> Result<TrainSummary, TrainError> {
+    run_training::<B>(config, run_dir, devices, resume, None)
 }
 
 /// [`train`] as one rank of a data-parallel job over `collective` (see [`crate::distributed`]).
@@ -215,17 +232,21 @@ pub fn train_distributed<B: AutodiffBackend>(
     resume: bool,
     collective: Arc<dyn Collective>,
 ) -> Result<TrainSummary, TrainError> {
-    run_training::<B>(config, run_dir, device, resume, Some(collective))
+    let devices = std::slice::from_ref(device);
+    run_training::<B>(config, run_dir, devices, resume, Some(collective))
 }
 
 fn run_training<B: AutodiffBackend>(
     config: &TrainConfig,
     run_dir: &Path,
-    device: &B::Device,
+    devices: &[B::Device],
     resume: bool,
     collective: Option<Arc<dyn Collective>>,
 ) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
+    let device = devices
+        .first()
+        .ok_or_else(|| run_error(run_dir, "no device to train on"))?;
     let (rank, ranks) = collective.as_ref().map_or((0, 1), |c| (c.rank(), c.size()));
     let run_dir = &match rank {
         0 => run_dir.to_path_buf(),
@@ -287,7 +308,11 @@ fn run_training<B: AutodiffBackend>(
         config.seed + rank as u64,
         first_epoch,
     );
-    let steps_per_epoch = train_set.len().div_ceil(config.batch_size);
+    // Each device reads its own contiguous part of the epoch; one step takes a batch from each.
+    let steps_per_epoch = train_set
+        .len()
+        .div_ceil(devices.len())
+        .div_ceil(config.batch_size);
     let train_loader = DataLoaderBuilder::new(batcher.clone())
         .batch_size(config.batch_size)
         .shuffle(config.seed)
@@ -319,7 +344,9 @@ fn run_training<B: AutodiffBackend>(
             },
             config.label_smoothing,
         )
-        .with_gradient_averager(collective.clone().map(GradientAverager::new)),
+        .with_gradient_averager(collective.clone().map(GradientAverager::new))
+        .with_gradient_scale(1.0 / devices.len() as f32),
+        devices: devices.to_vec(),
         progress: match (rank, ranks) {
             (0, 1) => Progress::Auto,
             // mpirun forwards output through a pseudo-terminal the dashboard cannot drive.
@@ -398,6 +425,8 @@ struct LearnerSetup<B: AutodiffBackend> {
     epochs: usize,
     start_epoch: Option<usize>,
     model: Classifier<B>,
+    /// The devices of the data-parallel replicas (the first holds the weights).
+    devices: Vec<B::Device>,
     schedule: LrSchedule,
     /// Top-5 accuracy is only logged with more than five classes.
     num_classes: usize,
@@ -447,6 +476,11 @@ where
     }
     if let Some(epoch) = setup.start_epoch {
         training = training.checkpoint(epoch);
+    }
+    if setup.devices.len() > 1 {
+        training = training.with_training_strategy(TrainingStrategy::Default(
+            ExecutionStrategy::multi(setup.devices, MultiDeviceOptim::OptimMainDevice),
+        ));
     }
     training
         .launch(Learner::new(setup.model, optimizer, setup.schedule))

@@ -103,6 +103,10 @@ pub struct TrainArgs {
     /// (an `se` built with `--features mpi`); --batch-size is per rank.
     #[arg(long, value_enum)]
     pub distributed: Option<Distributed>,
+    /// Train on several GPUs of this machine in one process, e.g. `--devices 0,1` (data parallel,
+    /// --batch-size per device; default: one device, see SE_DEVICE).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub devices: Option<Vec<usize>>,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -227,8 +231,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if args.run_dir.is_none() {
             bail!("--distributed needs --run-dir: every rank must agree on the run folder");
         }
+        if args.devices.is_some() {
+            bail!(
+                "--devices does not combine with --distributed: run one rank per GPU instead \
+                 (each rank takes the GPU of its local rank, or SE_DEVICE)"
+            );
+        }
         return train_mpi(&config, &run_dir, args.resume);
     }
+    let devices = match &args.devices {
+        Some(indices) => backend::devices(indices)?,
+        None => vec![backend::device()?],
+    };
     println!(
         "training {} on {:?} for {} epochs, batch {} (backend {}), run folder {}",
         config.model,
@@ -238,10 +252,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         backend::NAME,
         run_dir.display()
     );
-    let summary: TrainSummary = se_train::train::<backend::TrainBackend>(
+    if devices.len() > 1 {
+        println!(
+            "data parallel on {} devices {devices:?}: batch {} per device, {} per step in all; \
+             learning rate {} applies to the gradient averaged over the devices (not scaled)",
+            devices.len(),
+            config.batch_size,
+            config.batch_size * devices.len(),
+            config.learning_rate,
+        );
+    }
+    let summary: TrainSummary = se_train::train_on_devices::<backend::TrainBackend>(
         &config,
         &run_dir,
-        &backend::device()?,
+        &devices,
         args.resume,
     )?;
     report(&summary, &run_dir);
