@@ -5,6 +5,8 @@
 #[cfg(feature = "cuda")]
 mod chosen {
     pub type Backend = burn::backend::Cuda;
+    pub type F16 = burn::backend::Cuda<burn::tensor::f16>;
+    pub type Bf16 = burn::backend::Cuda<burn::tensor::bf16>;
     pub const NAME: &str = "cuda";
     pub const MISSING: &str = "an NVIDIA GPU and its driver (libcuda); no CUDA toolkit is needed";
 
@@ -19,6 +21,7 @@ mod chosen {
     use burn::backend::wgpu::WgpuDevice;
 
     pub type Backend = burn::backend::Wgpu;
+    pub type F16 = burn::backend::Wgpu<burn::tensor::f16>;
     pub const NAME: &str = "wgpu";
     pub const MISSING: &str = "a GPU adapter (Vulkan, Metal or DirectX 12); on a machine without \
         a GPU, Mesa's software Vulkan: `apt-get install mesa-vulkan-drivers libvulkan1` and \
@@ -123,26 +126,112 @@ fn device_at(index: usize) -> anyhow::Result<burn::tensor::Device<Backend>> {
             }
         )
     };
-    let probe = device.clone();
+    match probe::<Backend>(&device) {
+        Ok(()) => Ok(device),
+        Err(reason) => anyhow::bail!(
+            "the {NAME} backend could not start on {device:?}: {reason}\n\
+             it needs {}",
+            chosen::MISSING
+        ),
+    }
+}
+
+/// Runs a small computation on `device`, turning a runtime panic into its message.
+fn probe<B: burn::tensor::backend::Backend>(device: &B::Device) -> Result<(), String> {
+    let device = device.clone();
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let started = std::panic::catch_unwind(move || {
-        burn::tensor::Tensor::<Backend, 1>::ones([1], &probe).into_scalar()
-    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let x = burn::tensor::Tensor::<B, 1>::ones([4], &device);
+        (x.clone() * x).sum().into_scalar()
+    }));
     std::panic::set_hook(previous_hook);
-    match started {
-        Ok(_) => Ok(device),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown reason");
-            anyhow::bail!(
-                "the {NAME} backend could not start on {device:?}: {reason}\n\
-                 it needs {}",
-                chosen::MISSING
-            )
+    result.map(|_| ()).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown reason".into())
+    })
+}
+
+/// The float type of weights, activations and gradients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats (every backend).
+    #[default]
+    F32,
+    /// IEEE half precision (cuda; wgpu where the adapter has shader-f16).
+    F16,
+    /// bfloat16 (cuda).
+    Bf16,
+}
+
+impl Precision {
+    /// The name on the command line: `f32`, `f16`, `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
         }
     }
+}
+
+/// Work that runs on any backend: `se train`, `eval` and `predict` are written once, generic over
+/// the backend, and [`run_with_precision`] picks the backend of the precision asked for.
+pub trait Job {
+    /// What the job returns.
+    type Output;
+    /// Runs on backend `B` (with autodiff; inference uses `B::InnerBackend`).
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
+        self,
+        devices: Vec<B::Device>,
+    ) -> anyhow::Result<Self::Output>;
+}
+
+/// Runs `job` on `devices` with this binary's backend at `precision`. Half precision exists on
+/// the GPU backends only (Burn's CPU backends compute in f32), and is checked to run on the first
+/// device before the job starts.
+pub fn run_with_precision<J: Job>(
+    precision: Precision,
+    devices: Vec<burn::tensor::Device<Backend>>,
+    job: J,
+) -> anyhow::Result<J::Output> {
+    match precision {
+        Precision::F32 => job.run::<TrainBackend>(devices),
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        Precision::F16 => {
+            check_precision::<chosen::F16>(precision, &devices[0])?;
+            job.run::<burn::backend::Autodiff<chosen::F16>>(devices)
+        }
+        #[cfg(feature = "cuda")]
+        Precision::Bf16 => {
+            check_precision::<chosen::Bf16>(precision, &devices[0])?;
+            job.run::<burn::backend::Autodiff<chosen::Bf16>>(devices)
+        }
+        #[allow(unreachable_patterns)]
+        other => anyhow::bail!(
+            "the {NAME} backend computes in f32 only; --precision {} needs {}",
+            other.name(),
+            if other == Precision::Bf16 {
+                "the cuda backend"
+            } else {
+                "a GPU backend (cuda, or wgpu on an adapter with shader-f16)"
+            }
+        ),
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn check_precision<B: burn::tensor::backend::Backend>(
+    precision: Precision,
+    device: &B::Device,
+) -> anyhow::Result<()> {
+    probe::<B>(device).map_err(|reason| {
+        anyhow::anyhow!(
+            "the {NAME} backend cannot compute in {} on {device:?}: {reason}",
+            precision.name()
+        )
+    })
 }

@@ -60,6 +60,20 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
     );
     assert!(!dir.path().join("two").exists());
 
+    // Half precision is for GPU backends.
+    let output = se(
+        &["train", "--precision", "f16", "--run-dir", "half"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr
+            .contains("the flex backend computes in f32 only; --precision f16 needs a GPU backend"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("half").exists());
+
     let output = se(
         &["predict", "--run-dir", "missing-run", "x.png"],
         dir.path(),

@@ -7,7 +7,9 @@ use burn::config::Config;
 use clap::Args;
 use se_train::{DataSource, RunFolder, TrainConfig};
 
-use crate::backend::{self, Backend};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::backend::{self, Job, Precision};
 use crate::commands::train::DataArgs;
 
 /// Which weights of a run.
@@ -49,13 +51,27 @@ pub struct EvalArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
+    /// Float precision of the computation: f16 and bf16 on GPU backends.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    backend::run_with_precision(args.precision, vec![backend::device()?], args)
+}
+
+impl Job for &EvalArgs {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+        eval_on::<B::InnerBackend>(self, &devices[0])
+    }
+}
+
+fn eval_on<B: burn::tensor::backend::Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
-    let device = backend::device()?;
-    let (model, info) = run.load_model::<Backend>(&weights, &device)?;
+    let (model, info) = run.load_model::<B>(&weights, device)?;
     let source: DataSource = match args.data.source()? {
         Some(source) => source,
         None => {
@@ -74,7 +90,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             info.channels
         );
     }
-    let report = se_train::evaluate(&model, data.test, &info, args.batch_size, &device);
+    let report = se_train::evaluate(&model, data.test, &info, args.batch_size, device);
     println!("{}: {} images", weights.display(), report.images);
     println!("top-1 accuracy {:.2}%", 100.0 * report.top1);
     println!("top-5 accuracy {:.2}%", 100.0 * report.top5);
@@ -92,20 +108,37 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// Float precision of the computation: f16 and bf16 on GPU backends.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Image files (PNG or JPEG).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    backend::run_with_precision(args.precision, vec![backend::device()?], args)
+}
+
+impl Job for &PredictArgs {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+        predict_on::<B::InnerBackend>(self, &devices[0])
+    }
+}
+
+fn predict_on<B: burn::tensor::backend::Backend>(
+    args: &PredictArgs,
+    device: &B::Device,
+) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
-    let device = backend::device()?;
-    let (model, info) = run.load_model::<Backend>(&weights, &device)?;
+    let (model, info) = run.load_model::<B>(&weights, device)?;
     for path in &args.images {
         let image = se_train::load_image(path, info.channels)?;
         println!("{}:", path.display());
-        for (class, probability) in se_train::predict(&model, image, &info, args.top, &device) {
+        for (class, probability) in se_train::predict(&model, image, &info, args.top, device) {
             println!(
                 "  {:<16} {:>7.3}%",
                 info.class_names[class],

@@ -7,7 +7,7 @@ use burn::config::Config;
 use clap::{Args, ValueEnum};
 use se_train::{DataSource, OptimizerKind, ScheduleKind, TrainConfig, TrainSummary};
 
-use crate::backend;
+use crate::backend::{self, Job, Precision};
 
 /// Which kind of data `--data-dir` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// --batch-size per device; default: one device, see SE_DEVICE).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub devices: Option<Vec<usize>>,
+    /// Float precision of weights, activations and gradients: f16 and bf16 on GPU backends
+    /// (weights are saved in f32 either way).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -231,6 +235,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         if args.run_dir.is_none() {
             bail!("--distributed needs --run-dir: every rank must agree on the run folder");
         }
+        if args.precision != Precision::F32 {
+            bail!("--precision does not combine with --distributed yet: MPI ranks train in f32");
+        }
         if args.devices.is_some() {
             bail!(
                 "--devices does not combine with --distributed: run one rank per GPU instead \
@@ -244,12 +251,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         None => vec![backend::device()?],
     };
     println!(
-        "training {} on {:?} for {} epochs, batch {} (backend {}), run folder {}",
+        "training {} on {:?} for {} epochs, batch {} (backend {}, {}), run folder {}",
         config.model,
         config.data,
         config.epochs,
         config.batch_size,
         backend::NAME,
+        args.precision.name(),
         run_dir.display()
     );
     if devices.len() > 1 {
@@ -262,14 +270,40 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             config.learning_rate,
         );
     }
-    let summary: TrainSummary = se_train::train_on_devices::<backend::TrainBackend>(
-        &config,
-        &run_dir,
-        &devices,
-        args.resume,
+    let summary = backend::run_with_precision(
+        args.precision,
+        devices,
+        TrainJob {
+            config: &config,
+            run_dir: &run_dir,
+            resume: args.resume,
+        },
     )?;
     report(&summary, &run_dir);
     Ok(())
+}
+
+/// `se train` on one or several devices, at any precision.
+struct TrainJob<'a> {
+    config: &'a TrainConfig,
+    run_dir: &'a std::path::Path,
+    resume: bool,
+}
+
+impl Job for TrainJob<'_> {
+    type Output = TrainSummary;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
+        self,
+        devices: Vec<B::Device>,
+    ) -> Result<TrainSummary> {
+        Ok(se_train::train_on_devices::<B>(
+            self.config,
+            self.run_dir,
+            &devices,
+            self.resume,
+        )?)
+    }
 }
 
 fn report(summary: &TrainSummary, run_dir: &std::path::Path) {
