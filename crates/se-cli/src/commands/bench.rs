@@ -1,4 +1,6 @@
-//! `se bench`: images per second of a model, inference and training step, on this binary's backend.
+//! `se bench`: images per second of models, inference and training step, on this binary's
+//! backend. A markdown table by default; `--json` prints one line per measurement, the format
+//! `cargo xtask bench` collects (one process per measurement, so that the peak memory is its own).
 
 use std::time::Instant;
 
@@ -8,7 +10,7 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend as _;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::Args;
-use se_models::Family;
+use se_models::{Family, ResNetConfig};
 
 use crate::backend::{self, Backend, TrainBackend};
 
@@ -17,7 +19,7 @@ pub struct BenchArgs {
     /// Registered model names.
     #[arg(long, short, required = true, num_args = 1..)]
     pub model: Vec<String>,
-    /// Batch size of inference.
+    /// Batch size of inference (0 skips inference).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Batch size of the training step (0 skips training).
@@ -29,9 +31,44 @@ pub struct BenchArgs {
     /// Input channels.
     #[arg(long, default_value_t = 3)]
     pub in_channels: usize,
-    /// Timed repetitions (the median is reported).
+    /// Timed repetitions after one warm-up (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
+    /// One JSON object per measurement instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+struct Measurement {
+    model: String,
+    mode: &'static str,
+    batch: usize,
+    input_size: usize,
+    median_ms: f64,
+    params: usize,
+}
+
+impl Measurement {
+    fn images_per_second(&self) -> f64 {
+        self.batch as f64 / (self.median_ms / 1e3)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "framework": "burn",
+            "backend": backend::NAME,
+            "model": self.model,
+            "mode": self.mode,
+            "batch": self.batch,
+            "input_size": self.input_size,
+            "median_ms": self.median_ms,
+            "images_per_second": self.images_per_second(),
+            "params": self.params,
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    }
 }
 
 /// Median of `repeat` timings of `step`, after one warm-up call, in seconds.
@@ -48,13 +85,70 @@ fn median_seconds(repeat: usize, mut step: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-pub fn run(args: &BenchArgs) -> Result<()> {
-    println!(
-        "| model | backend | input | infer b{} (img/s) | train b{} (img/s) | params |",
-        args.batch, args.train_batch
+/// The peak resident memory of this process so far (Linux: `VmHWM`), in MiB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Eval-mode forward passes of a `[batch, C, size, size]` input; seconds per batch.
+fn time_inference(
+    config: &ResNetConfig,
+    batch: usize,
+    size: usize,
+    repeat: usize,
+    device: &burn::tensor::Device<Backend>,
+) -> f64 {
+    let model = config.init::<Backend>(device);
+    let x = Tensor::<Backend, 4>::random(
+        [batch, config.in_channels, size, size],
+        Distribution::Default,
+        device,
     );
-    println!("|---|---|---|---|---|---|");
+    median_seconds(repeat, || {
+        let _ = model.forward(x.clone()).into_data();
+    })
+}
+
+/// Training steps (forward, cross-entropy, backward, SGD update); seconds per step.
+fn time_training(
+    config: &ResNetConfig,
+    batch: usize,
+    size: usize,
+    repeat: usize,
+    device: &burn::tensor::Device<Backend>,
+) -> f64 {
+    let mut model = config.init::<TrainBackend>(device);
+    let mut optimizer = SgdConfig::new().init::<TrainBackend, se_models::ResNet<TrainBackend>>();
+    let x = Tensor::<TrainBackend, 4>::random(
+        [batch, config.in_channels, size, size],
+        Distribution::Default,
+        device,
+    );
+    let targets = Tensor::<TrainBackend, 1, Int>::zeros([batch], device);
+    let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(device);
+    let seconds = median_seconds(repeat, || {
+        let loss = loss_fn.forward(model.forward(x.clone()), targets.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(0.01, model.clone(), grads);
+        // Wait for the update (GPU backends run asynchronously).
+        let _ = model.fc.weight.val().into_data();
+    });
+    let _ = model.valid();
+    seconds
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
     let device = backend::device()?;
+    if !args.json {
+        println!(
+            "| model | backend | input | infer b{} (img/s) | train b{} (img/s) | params |",
+            args.batch, args.train_batch
+        );
+        println!("|---|---|---|---|---|---|");
+    }
     for name in &args.model {
         let entry = se_models::lookup(name)?;
         let size = args.input_size.unwrap_or(match entry.family {
@@ -63,47 +157,43 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         });
         let config = (entry.config)().with_in_channels(args.in_channels);
         let params = config.total_complexity([size, size]).params;
-        let model = config.init::<Backend>(&device);
-        let x = Tensor::<Backend, 4>::random(
-            [args.batch, args.in_channels, size, size],
-            Distribution::Default,
-            &device,
-        );
-        let infer = median_seconds(args.repeat, || {
-            let _ = model.forward(x.clone()).into_data();
-        });
-        let train = if args.train_batch > 0 {
-            let mut model = config.init::<TrainBackend>(&device);
-            let mut optimizer =
-                SgdConfig::new().init::<TrainBackend, se_models::ResNet<TrainBackend>>();
-            let x = Tensor::<TrainBackend, 4>::random(
-                [args.train_batch, args.in_channels, size, size],
-                Distribution::Default,
-                &device,
-            );
-            let targets = Tensor::<TrainBackend, 1, Int>::zeros([args.train_batch], &device);
-            let seconds = median_seconds(args.repeat, || {
-                let logits = model.forward(x.clone());
-                let loss = burn::nn::loss::CrossEntropyLossConfig::new()
-                    .init(&device)
-                    .forward(logits, targets.clone());
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(0.01, model.clone(), grads);
-                let _ = model.fc.weight.val().into_data();
-            });
-            let _ = model.valid();
-            format!("{:.1}", args.train_batch as f64 / seconds)
-        } else {
-            "-".into()
+        let measure = |mode, batch, seconds: f64| Measurement {
+            model: entry.name.to_string(),
+            mode,
+            batch,
+            input_size: size,
+            median_ms: seconds * 1e3,
+            params,
         };
+        let mut rows = Vec::new();
+        if args.batch > 0 {
+            let seconds = time_inference(&config, args.batch, size, args.repeat, &device);
+            rows.push(measure("infer", args.batch, seconds));
+        }
+        if args.train_batch > 0 {
+            let seconds = time_training(&config, args.train_batch, size, args.repeat, &device);
+            rows.push(measure("train", args.train_batch, seconds));
+        }
         Backend::sync(&device)?;
-        println!(
-            "| {} | {} | {size}x{size} | {:.1} | {train} | {:.2}M |",
-            entry.name,
-            backend::NAME,
-            args.batch as f64 / infer,
-            params as f64 / 1e6
-        );
+        if args.json {
+            for row in &rows {
+                println!("{}", row.json());
+            }
+        } else {
+            let rate = |mode: &str| {
+                rows.iter()
+                    .find(|row| row.mode == mode)
+                    .map_or("-".into(), |row| format!("{:.1}", row.images_per_second()))
+            };
+            println!(
+                "| {} | {} | {size}x{size} | {} | {} | {:.2}M |",
+                entry.name,
+                backend::NAME,
+                rate("infer"),
+                rate("train"),
+                params as f64 / 1e6
+            );
+        }
     }
     Ok(())
 }

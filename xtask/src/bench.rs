@@ -1,0 +1,426 @@
+//! `cargo xtask [--backend B] bench [--vs-pytorch]`: throughput (images per second) of inference
+//! and training steps for a set of models and batch sizes, one `se bench --json` process per
+//! measurement (so each has its own peak memory); with `--vs-pytorch`, the same measurement in
+//! PyTorch (`bench/pytorch/bench.py`) right after each Burn one, for several rounds, so that the
+//! machine's drift hits both sides alike. Writes `results.md` and `results.json` (with the
+//! machine and the command) into one folder under `bench-results/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [--models a,b,..] \
+[--repeat N] [--rounds N] [--python PATH] [--out DIR]
+
+  --models    registered models (default: se_resnet20, resnet20, se_resnet56, se_resnet50,
+              resnet50); CIFAR ones at 32x32 (inference b1 and b32, training b128), ImageNet
+              ones at 224x224 (inference b1 and b8, training b16)
+  --repeat    timed repetitions per measurement, after one warm-up (median; default 5)
+  --rounds    measurements per row, alternating Burn and PyTorch (median; default 3 with
+              --vs-pytorch, else 1)
+  --python    the python with torch and timm (default: $SE_TORCH_PYTHON, else the venv made by
+              bench/pytorch/setup.sh)
+  --out       result folder (default: bench-results/<UTC time>)";
+
+/// One measurement to make: a model, an input side, a mode (`infer`/`train`) and a batch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Row {
+    model: String,
+    input_size: usize,
+    mode: &'static str,
+    batch: usize,
+}
+
+/// He et al.'s CIFAR depths: such models run at 32x32, all others at 224x224.
+fn is_cifar(model: &str) -> bool {
+    let depth: String = model
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let depth: String = depth.chars().rev().collect();
+    ["20", "32", "44", "56", "110", "164"].contains(&depth.as_str())
+}
+
+fn plan(models: &[String]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for model in models {
+        let (size, infer, train) = if is_cifar(model) {
+            (32, [1, 32], 128)
+        } else {
+            (224, [1, 8], 16)
+        };
+        let row = |mode, batch| Row {
+            model: model.clone(),
+            input_size: size,
+            mode,
+            batch,
+        };
+        rows.extend(infer.map(|batch| row("infer", batch)));
+        rows.push(row("train", train));
+    }
+    rows
+}
+
+struct Options {
+    vs_pytorch: bool,
+    models: Vec<String>,
+    repeat: usize,
+    rounds: usize,
+    python: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        vs_pytorch: false,
+        models: [
+            "se_resnet20",
+            "resnet20",
+            "se_resnet56",
+            "se_resnet50",
+            "resnet50",
+        ]
+        .map(String::from)
+        .to_vec(),
+        repeat: 5,
+        rounds: 0,
+        python: std::env::var_os("SE_TORCH_PYTHON").map(PathBuf::from),
+        out: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        let number = |text: String| {
+            text.parse::<usize>()
+                .map_err(|_| format!("{arg}: not a number: {text}"))
+        };
+        match arg.as_str() {
+            "--vs-pytorch" => options.vs_pytorch = true,
+            "--models" => options.models = value()?.split(',').map(String::from).collect(),
+            "--repeat" => options.repeat = number(value()?)?,
+            "--rounds" => options.rounds = number(value()?)?,
+            "--python" => options.python = Some(value()?.into()),
+            "--out" => options.out = Some(value()?.into()),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if options.rounds == 0 {
+        options.rounds = if options.vs_pytorch { 3 } else { 1 };
+    }
+    Ok(options)
+}
+
+/// Runs a measuring command and reads its JSON line(s).
+fn measure(mut command: Command) -> Result<Value, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("could not run {command:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{command:?} failed:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok())
+        .ok_or_else(|| format!("{command:?} printed no JSON:\n{stdout}"))
+}
+
+fn burn_command(se: &Path, row: &Row, repeat: usize) -> Command {
+    let (infer, train) = match row.mode {
+        "infer" => (row.batch, 0),
+        _ => (0, row.batch),
+    };
+    let mut command = Command::new(se);
+    command
+        .args(["bench", "--json", "--model", &row.model])
+        .args([
+            format!("--batch={infer}"),
+            format!("--train-batch={train}"),
+            format!("--input-size={}", row.input_size),
+            format!("--repeat={repeat}"),
+        ]);
+    command
+}
+
+fn pytorch_command(python: &Path, script: &Path, row: &Row, repeat: usize) -> Command {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut command = Command::new(python);
+    command.arg(script).args([
+        format!("--model={}", row.model),
+        format!("--mode={}", row.mode),
+        format!("--batch={}", row.batch),
+        format!("--input-size={}", row.input_size),
+        format!("--repeat={repeat}"),
+        format!("--threads={threads}"),
+    ]);
+    command
+}
+
+/// The python of the PyTorch venv: `--python`, `$SE_TORCH_PYTHON`, or `bench/pytorch/setup.sh`.
+fn python(options: &Options, root: &Path) -> Result<PathBuf, String> {
+    if let Some(python) = &options.python {
+        return Ok(python.clone());
+    }
+    eprintln!(
+        "setting up the PyTorch venv (bench/pytorch/setup.sh; the first time downloads torch)"
+    );
+    let output = Command::new(root.join("bench/pytorch/setup.sh"))
+        .output()
+        .map_err(|e| format!("could not run bench/pytorch/setup.sh: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "bench/pytorch/setup.sh failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(PathBuf::from(
+        stdout.lines().last().unwrap_or_default().trim(),
+    ))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn shell_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The CPU model, core count, memory and OS of this machine.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let avx512 = cpuinfo.contains("avx512f");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_gib = meminfo
+        .lines()
+        .find(|line| line.starts_with("MemTotal"))
+        .and_then(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    json!({
+        "cpu": cpu,
+        "avx512": avx512,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "memory_gib": memory_gib,
+        "os": shell_output("uname", &["-sr"]),
+    })
+}
+
+pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = if options.vs_pytorch {
+        Some(python(&options, &root)?)
+    } else {
+        None
+    };
+    let script = root.join("bench/pytorch/bench.py");
+    let rows = plan(&options.models);
+
+    // (row, framework) -> one JSON object per round.
+    let mut raw: BTreeMap<(Row, &str), Vec<Value>> = BTreeMap::new();
+    for round in 1..=options.rounds {
+        for row in &rows {
+            eprintln!(
+                "round {round}/{}: {} {} b{} ({}x{})",
+                options.rounds, row.model, row.mode, row.batch, row.input_size, row.input_size
+            );
+            let burn = measure(burn_command(se, row, options.repeat))?;
+            raw.entry((row.clone(), "burn")).or_default().push(burn);
+            if let Some(python) = &python {
+                let torch = measure(pytorch_command(python, &script, row, options.repeat))?;
+                raw.entry((row.clone(), "pytorch")).or_default().push(torch);
+            }
+        }
+    }
+
+    let summary = |row: &Row, framework: &str| -> Option<(f64, f64, f64, Value)> {
+        let runs = raw.get(&(row.clone(), framework))?;
+        let mut rates: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["images_per_second"].as_f64())
+            .collect();
+        let peak = runs
+            .iter()
+            .filter_map(|r| r["peak_rss_mb"].as_f64())
+            .fold(0.0, f64::max);
+        let params = runs[0]["params"].as_f64().unwrap_or(0.0);
+        Some((median(&mut rates), peak, params, runs[0]["backend"].clone()))
+    };
+
+    let mut table = String::from(
+        "| model | input | mode | batch | Burn img/s | PyTorch img/s | Burn/PyTorch | Burn peak MiB | PyTorch peak MiB | params |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut results = Vec::new();
+    let mut torch_backend = Value::Null;
+    for row in &rows {
+        let Some((burn, burn_peak, params, _)) = summary(row, "burn") else {
+            continue;
+        };
+        let torch = summary(row, "pytorch");
+        let ratio = torch.as_ref().map(|(rate, ..)| burn / rate);
+        if let Some((_, _, torch_params, backend)) = &torch {
+            torch_backend = backend.clone();
+            if *torch_params != params {
+                eprintln!(
+                    "warning: {} has {params} parameters in Burn, {torch_params} in PyTorch",
+                    row.model
+                );
+            }
+        }
+        let cell = |value: Option<f64>, digits: usize| {
+            value.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+        };
+        table += &format!(
+            "| {} | {s}x{s} | {} | {} | {:.1} | {} | {} | {:.0} | {} | {:.2}M |\n",
+            row.model,
+            row.mode,
+            row.batch,
+            burn,
+            cell(torch.as_ref().map(|t| t.0), 1),
+            cell(ratio, 2),
+            burn_peak,
+            cell(torch.as_ref().map(|t| t.1), 0),
+            params / 1e6,
+            s = row.input_size,
+        );
+        results.push(json!({
+            "model": row.model, "input_size": row.input_size, "mode": row.mode, "batch": row.batch,
+            "burn_images_per_second": burn, "burn_peak_rss_mb": burn_peak,
+            "pytorch_images_per_second": torch.as_ref().map(|t| t.0),
+            "pytorch_peak_rss_mb": torch.as_ref().map(|t| t.1),
+            "burn_over_pytorch": ratio, "params": params,
+        }));
+    }
+
+    // SE overhead: each SE model against its plain twin measured in the same run.
+    let mut overhead = String::from(
+        "| SE model vs plain | mode | batch | Burn time ratio | SE share of Burn time | PyTorch time ratio |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let mut overhead_rows = 0;
+    for row in rows.iter().filter(|row| row.model.starts_with("se_")) {
+        let twin = Row {
+            model: row.model["se_".len()..].to_string(),
+            ..row.clone()
+        };
+        let (Some(se), Some(plain)) = (summary(row, "burn"), summary(&twin, "burn")) else {
+            continue;
+        };
+        let torch_ratio = summary(row, "pytorch")
+            .zip(summary(&twin, "pytorch"))
+            .map_or("-".into(), |(se, plain)| format!("×{:.3}", plain.0 / se.0));
+        overhead += &format!(
+            "| {} vs {} | {} | {} | ×{:.3} | {:.1}% | {torch_ratio} |\n",
+            row.model,
+            twin.model,
+            row.mode,
+            row.batch,
+            plain.0 / se.0,
+            100.0 * (1.0 - se.0 / plain.0),
+        );
+        overhead_rows += 1;
+    }
+
+    let command = format!("cargo xtask --backend {backend} bench {}", args.join(" "));
+    let machine = machine();
+    let stamp = shell_output("date", &["-u", "+%Y%m%d-%H%M%S"]);
+    let commit = shell_output("git", &["rev-parse", "--short", "HEAD"]);
+    let mut markdown = format!(
+        "# Benchmark {stamp}\n\n- command: `{command}`\n- machine: {} ({} cores{}), {} GiB, {}\n\
+         - Burn: backend {backend}, release build, commit {commit}\n- PyTorch: {}\n\
+         - {} timed repetitions per measurement (median), median of {} round(s)\n\n{table}",
+        machine["cpu"].as_str().unwrap_or_default(),
+        machine["cores"],
+        if machine["avx512"] == true {
+            ", AVX-512"
+        } else {
+            ""
+        },
+        machine["memory_gib"],
+        machine["os"].as_str().unwrap_or_default(),
+        torch_backend.as_str().unwrap_or("not measured"),
+        options.repeat,
+        options.rounds,
+    );
+    if overhead_rows > 0 {
+        markdown += &format!("\n{overhead}");
+    }
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("bench-results").join(&stamp));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let report = json!({
+        "command": command, "machine": machine, "backend": backend, "commit": commit,
+        "pytorch": torch_backend, "repeat": options.repeat, "rounds": options.rounds,
+        "results": results,
+        "raw": raw.iter().map(|((_, _), runs)| runs.clone()).collect::<Vec<_>>(),
+    });
+    for (name, text) in [
+        ("results.md", markdown.clone()),
+        (
+            "results.json",
+            serde_json::to_string_pretty(&report).unwrap(),
+        ),
+    ] {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    println!("{markdown}\nwritten to {}", out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cifar_models_are_told_apart_by_depth() {
+        assert!(is_cifar("se_resnet20") && is_cifar("resnet110") && is_cifar("cbam_resnet56"));
+        assert!(
+            !is_cifar("se_resnet50") && !is_cifar("resnet152") && !is_cifar("se_resnext50_32x4d")
+        );
+        let rows = plan(&["se_resnet20".into(), "resnet50".into()]);
+        let described: Vec<_> = rows
+            .iter()
+            .map(|r| (r.model.as_str(), r.input_size, r.mode, r.batch))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                ("se_resnet20", 32, "infer", 1),
+                ("se_resnet20", 32, "infer", 32),
+                ("se_resnet20", 32, "train", 128),
+                ("resnet50", 224, "infer", 1),
+                ("resnet50", 224, "infer", 8),
+                ("resnet50", 224, "train", 16),
+            ]
+        );
+    }
+}
