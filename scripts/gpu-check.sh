@@ -28,8 +28,17 @@ for backend in $backends; do
   echo "== $backend: short training run (1 epoch on the embedded MNIST digits)"
   SE_DEVICE=${SE_DEVICE:-default} cargo xtask --backend "$backend" train --epochs 1 \
     --run-dir "$out/train-$backend" 2>&1 | tail -5 | tee "$out/train-$backend.txt"
-  echo "== $backend: throughput (images/s)"
+  echo "== $backend: half precision, 1 epoch"
+  precisions="f16"
+  [ "$backend" = cuda ] && precisions="f16 bf16"
+  for precision in $precisions; do
+    SE_DEVICE=${SE_DEVICE:-default} cargo xtask --backend "$backend" train --epochs 1 \
+      --precision "$precision" --run-dir "$out/train-$backend-$precision" 2>&1 | tail -3 \
+      | tee "$out/train-$backend-$precision.txt"
+  done
+  echo "== $backend: throughput (images/s), results in $out/bench-$backend/"
   SE_DEVICE=${SE_DEVICE:-default} cargo xtask --backend "$backend" bench \
-    --model se_resnet20 se_resnet50 resnet50 --batch 8 --train-batch 32 2>&1 | tee "$out/bench-$backend.txt"
+    --models se_resnet20,resnet20,se_resnet50,resnet50 --out "$out/bench-$backend" 2>&1 \
+    | tee "$out/bench-$backend.txt"
 done
 echo "results in $out/"
