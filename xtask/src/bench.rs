@@ -17,6 +17,7 @@ pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [
   --models    registered models (default: se_resnet20, resnet20, se_resnet56, se_resnet50,
               resnet50); CIFAR ones at 32x32 (inference b1 and b32, training b128), ImageNet
               ones at 224x224 (inference b1 and b8, training b16)
+  --modes     infer, train or both (default: infer,train)
   --repeat    timed repetitions per measurement, after one warm-up (median; default 5)
   --rounds    measurements per row, alternating Burn and PyTorch (median; default 3 with
               --vs-pytorch, else 1)
@@ -67,6 +68,7 @@ fn plan(models: &[String]) -> Vec<Row> {
 struct Options {
     vs_pytorch: bool,
     models: Vec<String>,
+    modes: Vec<String>,
     repeat: usize,
     rounds: usize,
     python: Option<PathBuf>,
@@ -104,6 +106,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--vs-pytorch" => options.vs_pytorch = true,
             "--models" => options.models = value()?.split(',').map(String::from).collect(),
+            "--modes" => options.modes = value()?.split(',').map(String::from).collect(),
             "--repeat" => options.repeat = number(value()?)?,
             "--rounds" => options.rounds = number(value()?)?,
             "--python" => options.python = Some(value()?.into()),
@@ -239,7 +242,10 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         None
     };
     let script = root.join("bench/pytorch/bench.py");
-    let rows = plan(&options.models);
+    let rows: Vec<Row> = plan(&options.models)
+        .into_iter()
+        .filter(|row| options.modes.iter().any(|mode| mode == row.mode))
+        .collect();
 
     // (row, framework) -> one JSON object per round.
     let mut raw: BTreeMap<(Row, &str), Vec<Value>> = BTreeMap::new();
