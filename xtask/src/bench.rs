@@ -87,6 +87,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         ]
         .map(String::from)
         .to_vec(),
+        modes: vec!["infer".into(), "train".into()],
         repeat: 5,
         rounds: 0,
         python: std::env::var_os("SE_TORCH_PYTHON").map(PathBuf::from),
