@@ -356,3 +356,41 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `se bench --json`: one line per measurement, in the format `cargo xtask bench` reads.
+#[test]
+fn bench_prints_one_json_line_per_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = se(
+        &[
+            "bench",
+            "--json",
+            "-m",
+            "se_resnet20",
+            "--batch",
+            "2",
+            "--train-batch",
+            "2",
+            "--repeat",
+            "1",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, mode) in rows.iter().zip(["infer", "train"]) {
+        assert_eq!(row["mode"], mode);
+        assert_eq!(row["model"], "se_resnet20");
+        assert_eq!(row["batch"], 2);
+        assert_eq!(row["input_size"], 32);
+        // The published SE-ResNet-20 (CIFAR, r = 16) size; PyTorch's twin in bench/pytorch too.
+        assert_eq!(row["params"], 274_847);
+        assert!(row["images_per_second"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["peak_rss_mb"].as_f64().unwrap() > 1.0, "{row}");
+    }
+}

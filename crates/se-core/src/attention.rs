@@ -367,6 +367,16 @@ impl<B: Backend> Attention<B> {
             Attention::Cbam(module) => module.forward(x),
         }
     }
+
+    /// The module when its output is `weights * x` with the weights a function of the mean of
+    /// each plane alone (SE with average squeeze): a block can then apply it in the same pass
+    /// as the BatchNorm before it. `None` for the others.
+    pub fn as_mean_excitation(&self) -> Option<&SqueezeExcitation<B>> {
+        match self {
+            Attention::Se(module) if module.squeeze == crate::Squeeze::Avg => Some(module),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, s};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
-use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig, scale_planes};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -185,14 +185,16 @@ fn shared_complexity(
     cost
 }
 
-/// The wiring every residual block shares: `relu(branch(x) + shortcut(x))`, with the SE module
-/// wherever its placement says. `branch` is the block's own residual function.
+/// The wiring every residual block shares: `relu(norm(branch(x)) + shortcut(x))`, with the SE
+/// module wherever its placement says. `branch` is the block's own residual function up to its
+/// last convolution, `norm` the BatchNorm after that convolution.
 fn residual_forward<B: Backend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
     placement: SePlacement,
     downsample: &Option<Downsample<B>>,
     branch: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+    norm: &BatchNorm<B>,
 ) -> Tensor<B, 4> {
     let se_at = |at: SePlacement, x: Tensor<B, 4>| match se {
         Some(se) if placement == at => se.forward(x),
@@ -202,9 +204,43 @@ fn residual_forward<B: Backend>(
         Some(downsample) => downsample.forward(x.clone()),
         None => x.clone(),
     };
-    let residual = se_at(SePlacement::Standard, branch(se_at(SePlacement::Pre, x)));
+    let standard_se = se.as_ref().filter(|_| placement == SePlacement::Standard);
+    let residual = norm_then_attention(norm, standard_se, branch(se_at(SePlacement::Pre, x)));
     let shortcut = se_at(SePlacement::Identity, shortcut);
     se_at(SePlacement::Post, relu(residual + shortcut))
+}
+
+/// `attention(norm(x))` in one pass over the map where the attention allows it. A BatchNorm is a
+/// per-channel affine map `y = a·x + b`, so the mean of each plane of `y` is `a·mean(x) + b`,
+/// and an SE module's output `w·y` (weights `w` from those means) is `(a·w)·x + b·w`: the SE's
+/// squeeze reads means the BatchNorm already has (in training) or a `[N, C]` product (in
+/// inference), and its scaling rides on the BatchNorm's. Exact, not an approximation; other
+/// attention modules run after the BatchNorm as usual.
+fn norm_then_attention<B: Backend>(
+    norm: &BatchNorm<B>,
+    attention: Option<&Attention<B>>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let se = match attention {
+        None => return norm.forward(x),
+        Some(attention) => match attention.as_mean_excitation() {
+            None => return attention.forward(norm.forward(x)),
+            Some(se) => se,
+        },
+    };
+    let [n, c, h, w] = x.dims();
+    let affine = norm.affine(x.clone());
+    let plane_means = affine.plane_means.clone().unwrap_or_else(|| {
+        x.clone()
+            .reshape([n * c, h * w])
+            .mean_dim(1)
+            .reshape([n, c])
+    });
+    let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
+    let (scale, shift) = (per_plane(affine.scale), per_plane(affine.shift));
+    let means = plane_means * scale.clone() + shift.clone();
+    let weights = se.excite(means);
+    scale_planes(x, scale * weights.clone(), Some(shift * weights))
 }
 
 /// Configuration of a [`BasicBlock`]: two 3x3 convs, expansion 1 (ResNet-18/34, CIFAR ResNets).
@@ -284,10 +320,12 @@ impl<B: Backend> BasicBlock<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        residual_forward(x, &self.se, self.placement, &self.downsample, |x| {
+        let branch = |x| {
             let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
-            self.bn2.forward(conv_forward(&self.conv2, x))
-        })
+            conv_forward(&self.conv2, x)
+        };
+        let (se, placement) = (&self.se, self.placement);
+        residual_forward(x, se, placement, &self.downsample, branch, &self.bn2)
     }
 }
 
@@ -404,11 +442,13 @@ impl<B: Backend> Bottleneck<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        residual_forward(x, &self.se, self.placement, &self.downsample, |x| {
+        let branch = |x| {
             let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
             let x = relu(self.bn2.forward(conv_forward(&self.conv2, x)));
-            self.bn3.forward(conv_forward(&self.conv3, x))
-        })
+            conv_forward(&self.conv3, x)
+        };
+        let (se, placement) = (&self.se, self.placement);
+        residual_forward(x, se, placement, &self.downsample, branch, &self.bn3)
     }
 }
 
@@ -436,6 +476,7 @@ mod tests {
     use super::*;
     use crate::SqueezeExcitationConfig;
     use crate::test_util::{TestBackend, assert_close, tensor, values};
+    use burn::module::{AutodiffModule, Param, RunningState};
     use burn::tensor::Distribution;
 
     type B = TestBackend;
@@ -507,6 +548,59 @@ mod tests {
                 assert_close(out, &values(expected));
             }
         }
+    }
+
+    /// The block applies BatchNorm and SE in one pass (`norm_then_attention`); it must equal the
+    /// two steps, in training (batch statistics, gradients) and in inference (running statistics).
+    #[test]
+    fn fused_norm_and_se_equal_the_two_steps_in_training_and_inference() {
+        type AD = burn::backend::Autodiff<B>;
+        let device = Default::default();
+        let se = AttentionConfig::Se(SqueezeExcitationConfig::paper(2));
+        let mut block = BasicBlockConfig::new(4, 4)
+            .with_attention(BlockAttentionConfig::of(se))
+            .init::<AD>(&device);
+        // A BatchNorm that is not the identity, in both modes.
+        let random = |len| Tensor::<AD, 1>::random([len], Distribution::Uniform(0.5, 1.5), &device);
+        block.bn2.gamma = Param::from_tensor(random(4));
+        block.bn2.beta = Param::from_tensor(random(4) - 1.0);
+        block.bn2.running_mean = RunningState::new(random(4) - 1.0);
+        block.bn2.running_var = RunningState::new(random(4));
+
+        let two_steps = |block: &BasicBlock<AD>, x: Tensor<AD, 4>| {
+            let hidden = relu(block.bn1.forward(block.conv1.forward(x.clone())));
+            let normed = block.bn2.forward(block.conv2.forward(hidden));
+            relu(block.se.as_ref().unwrap().forward(normed) + x)
+        };
+        let x = Tensor::<AD, 4>::random([2, 4, 5, 5], Distribution::Normal(0.0, 1.0), &device)
+            .require_grad();
+        let gradients = |out: Tensor<AD, 4>| {
+            let grads = (out.clone() * out).sum().backward();
+            let fc1 = match block.se.as_ref().unwrap() {
+                Attention::Se(se) => se.fc1.weight.grad(&grads).unwrap(),
+                _ => unreachable!(),
+            };
+            (
+                x.grad(&grads).unwrap(),
+                fc1,
+                block.bn2.gamma.grad(&grads).unwrap(),
+            )
+        };
+        let fused = block.forward(x.clone());
+        let expected = two_steps(&block, x.clone());
+        assert_close(fused.clone().inner(), &values(expected.clone().inner()));
+        let (dx, dfc1, dgamma) = gradients(fused);
+        let (dx_expected, dfc1_expected, dgamma_expected) = gradients(expected);
+        assert_close(dx, &values(dx_expected));
+        assert_close(dfc1, &values(dfc1_expected));
+        assert_close(dgamma, &values(dgamma_expected));
+
+        let block = block.valid();
+        let x = x.inner();
+        let hidden = relu(block.bn1.forward(block.conv1.forward(x.clone())));
+        let normed = block.bn2.forward(block.conv2.forward(hidden));
+        let expected = relu(block.se.as_ref().unwrap().forward(normed) + x.clone());
+        assert_close(block.forward(x), &values(expected));
     }
 
     #[test]

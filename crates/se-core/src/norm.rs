@@ -85,24 +85,37 @@ impl<B: Backend> BatchNorm2d<B> {
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, _, _] = x.dims();
+        let affine = self.affine(x.clone());
+        affine.apply(x)
+    }
+
+    /// The per-channel map `y = scale * x + shift` this layer applies to `x`: from the batch's
+    /// statistics under autodiff (updating the running ones), from the running ones otherwise.
+    /// Under autodiff it also returns the per-plane means of `x` it computed on the way, which an
+    /// SE module after it can reuse as its squeeze (see `block::norm_then_attention`).
+    pub fn affine(&self, x: Tensor<B, 4>) -> ChannelAffine<B> {
         let device = x.device();
-        let (mean, var) = if B::ad_enabled(&device) {
-            self.batch_statistics(x.clone())
+        let (mean, var, plane_means) = if B::ad_enabled(&device) {
+            let (mean, var, plane_means) = self.batch_statistics(x);
+            (mean, var, Some(plane_means))
         } else {
             (
                 self.running_mean.value().to_device(&device),
                 self.running_var.value().to_device(&device),
+                None,
             )
         };
         let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
         let shift = self.beta.val() - mean * scale.clone();
-        let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
-        scale_planes(x, per_plane(scale), Some(per_plane(shift)))
+        ChannelAffine {
+            scale,
+            shift,
+            plane_means,
+        }
     }
 
-    /// Batch mean and biased variance per channel; updates the running statistics.
-    fn batch_statistics(&self, x: Tensor<B, 4>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    /// Mean and biased variance per channel, and the mean of every `[H, W]` plane `[N, C]`.
+    fn batch_statistics(&self, x: Tensor<B, 4>) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 2>) {
         let [n, c, h, w] = x.dims();
         let count = n * h * w;
         let plane_means = x.clone().reshape([n * c, h * w]).mean_dim(1); // [N*C, 1]
@@ -137,7 +150,35 @@ impl<B: Backend> BatchNorm2d<B> {
             self.running_var.value_sync().to_device(&device),
             unbiased,
         ));
-        (mean, var)
+        (mean, var, plane_means.reshape([n, c]))
+    }
+}
+
+/// A per-channel affine map, as a BatchNorm applies it.
+#[derive(Debug, Clone)]
+pub struct ChannelAffine<B: Backend> {
+    /// Factor per channel, `[C]`.
+    pub scale: Tensor<B, 1>,
+    /// Offset per channel, `[C]`.
+    pub shift: Tensor<B, 1>,
+    /// The mean of every `[H, W]` plane of the input, `[N, C]`, when it was computed anyway.
+    pub plane_means: Option<Tensor<B, 2>>,
+}
+
+impl<B: Backend> ChannelAffine<B> {
+    /// `scale * x + shift`, channel by channel.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`
+    /// - output: `[N, C, H, W]`
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, _, _] = x.dims();
+        let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
+        scale_planes(
+            x,
+            per_plane(self.scale.clone()),
+            Some(per_plane(self.shift.clone())),
+        )
     }
 }
 

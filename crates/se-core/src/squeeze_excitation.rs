@@ -176,7 +176,12 @@ impl<B: Backend> SqueezeExcitation<B> {
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C]`
     pub fn excitation(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let hidden = relu(self.fc1.forward(self.squeeze(x)));
+        self.excite(self.squeeze(x))
+    }
+
+    /// Excitation alone, from squeezed descriptors `[N, C]` to channel weights `[N, C]`.
+    pub fn excite(&self, squeezed: Tensor<B, 2>) -> Tensor<B, 2> {
+        let hidden = relu(self.fc1.forward(squeezed));
         self.gate.apply(self.fc2.forward(hidden))
     }
 
