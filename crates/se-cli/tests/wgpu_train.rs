@@ -15,6 +15,17 @@ fn se(args: &[&str], dir: &Path) -> Output {
         .unwrap()
 }
 
+/// The run's metrics.csv and its training loss per epoch (the second column).
+fn training_losses(dir: &Path) -> (String, Vec<f64>) {
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.csv")).unwrap();
+    let losses = metrics
+        .lines()
+        .skip(1)
+        .map(|row| row.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    (metrics, losses)
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}\n{}",
@@ -44,12 +55,7 @@ fn a_short_training_run_on_wgpu_learns() {
         top1 > 0.15,
         "test top-1 {top1} after two short epochs (chance: 10%)\n{stdout}"
     );
-    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.csv")).unwrap();
-    let losses: Vec<f64> = metrics
-        .lines()
-        .skip(1)
-        .map(|row| row.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let (metrics, losses) = training_losses(dir.path());
     assert_eq!(losses.len(), 2, "{metrics}");
     assert!(
         losses[1] < losses[0],
@@ -72,12 +78,7 @@ fn half_precision_trains_and_predicts_on_wgpu() {
         "{}",
         text(&output)
     );
-    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.csv")).unwrap();
-    let losses: Vec<f64> = metrics
-        .lines()
-        .skip(1)
-        .map(|row| row.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
+    let (metrics, losses) = training_losses(dir.path());
     assert!(
         losses.len() == 2 && losses[1] < losses[0] && losses[1].is_finite(),
         "training loss did not fall:\n{metrics}"

@@ -236,8 +236,7 @@ fn norm_then_attention<B: Backend>(
             .mean_dim(1)
             .reshape([n, c])
     });
-    let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
-    let (scale, shift) = (per_plane(affine.scale), per_plane(affine.shift));
+    let (scale, shift) = affine.per_plane(n);
     let means = plane_means * scale.clone() + shift.clone();
     let weights = se.excite(means);
     scale_planes(x, scale * weights.clone(), Some(shift * weights))

@@ -172,13 +172,16 @@ impl<B: Backend> ChannelAffine<B> {
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C, H, W]`
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [n, c, _, _] = x.dims();
-        let per_plane = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
-        scale_planes(
-            x,
-            per_plane(self.scale.clone()),
-            Some(per_plane(self.shift.clone())),
-        )
+        let (scale, shift) = self.per_plane(x.dims()[0]);
+        scale_planes(x, scale, Some(shift))
+    }
+
+    /// Scale and shift repeated for each of `n` samples, `[N, C]` each, as [`scale_planes`]
+    /// takes them.
+    pub fn per_plane(&self, n: usize) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let [c] = self.scale.dims();
+        let repeat = |v: Tensor<B, 1>| v.reshape([1, c]).repeat_dim(0, n);
+        (repeat(self.scale.clone()), repeat(self.shift.clone()))
     }
 }
 
