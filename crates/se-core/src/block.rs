@@ -7,12 +7,12 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, s};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
+use crate::conv::{ConvBackend, conv2d};
 use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig, scale_planes};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
@@ -74,22 +74,29 @@ pub fn conv(
         .with_initializer(conv_initializer())
 }
 
-/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`). A strided 1x1 convolution without
-/// padding runs as subsampling followed by a stride-1 convolution with the same weights: the
-/// same result, but Burn 0.21's cubecl backends (wgpu, and CUDA with the same kernels) compute a
-/// wrong input gradient for strided 1x1 convolutions, which the wgpu/flex parity test found in
-/// every downsampling shortcut.
-pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`) through [`ConvBackend`], so that a
+/// backend's own convolution kernels are used. A strided 1x1 convolution without padding runs as
+/// subsampling followed by a stride-1 convolution with the same weights: the same result, but
+/// Burn 0.21's cubecl backends (wgpu, and CUDA with the same kernels) compute a wrong input
+/// gradient for strided 1x1 convolutions, which the wgpu/flex parity test found in every
+/// downsampling shortcut. Asymmetric or "same" padding (never used by the models) goes to Burn's
+/// `Conv2d::forward`.
+pub fn conv_forward<B: ConvBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return conv.forward(x),
+    };
     let [sh, sw] = conv.stride;
-    let unpadded = matches!(
-        conv.padding,
-        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
-    );
-    if conv.kernel_size != [1, 1] || [sh, sw] == [1, 1] || !unpadded {
-        return conv.forward(x);
-    }
-    let x = x.slice(s![.., .., ..;sh as isize, ..;sw as isize]);
-    let options = ConvOptions::new([1, 1], [0, 0], conv.dilation, conv.groups);
+    let strided_pointwise = conv.kernel_size == [1, 1] && [sh, sw] != [1, 1] && padding == [0, 0];
+    let (x, stride) = if strided_pointwise {
+        (x.slice(s![.., .., ..;sh as isize, ..;sw as isize]), [1, 1])
+    } else {
+        (x, conv.stride)
+    };
+    let options = ConvOptions::new(stride, padding, conv.dilation, conv.groups);
     conv2d(
         x,
         conv.weight.val(),
@@ -133,7 +140,9 @@ impl<B: Backend> Downsample<B> {
             bn: batch_norm(out_channels, false, device),
         })
     }
+}
 
+impl<B: ConvBackend> Downsample<B> {
     /// `[N, C_in, H, W] → [N, C_out, H / stride, W / stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.bn.forward(conv_forward(&self.conv, x))
@@ -188,7 +197,7 @@ fn shared_complexity(
 /// The wiring every residual block shares: `relu(norm(branch(x)) + shortcut(x))`, with the SE
 /// module wherever its placement says. `branch` is the block's own residual function up to its
 /// last convolution, `norm` the BatchNorm after that convolution.
-fn residual_forward<B: Backend>(
+fn residual_forward<B: ConvBackend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
     placement: SePlacement,
@@ -314,7 +323,7 @@ pub struct BasicBlock<B: Backend> {
     pub placement: SePlacement,
 }
 
-impl<B: Backend> BasicBlock<B> {
+impl<B: ConvBackend> BasicBlock<B> {
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, planes, H / stride, W / stride]`
@@ -436,7 +445,7 @@ pub struct Bottleneck<B: Backend> {
     pub placement: SePlacement,
 }
 
-impl<B: Backend> Bottleneck<B> {
+impl<B: ConvBackend> Bottleneck<B> {
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, 4 * planes, H / stride, W / stride]`
@@ -460,7 +469,7 @@ pub enum ResidualBlock<B: Backend> {
     Bottleneck(Bottleneck<B>),
 }
 
-impl<B: Backend> ResidualBlock<B> {
+impl<B: ConvBackend> ResidualBlock<B> {
     /// Runs the block.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {

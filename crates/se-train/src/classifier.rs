@@ -3,9 +3,10 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use se_core::{AutodiffConvBackend, ConvBackend};
 use se_models::ResNet;
 
 use crate::data::batcher::ImageBatch;
@@ -50,7 +51,9 @@ impl<B: Backend> Classifier<B> {
         self.gradient_averager = averager;
         self
     }
+}
 
+impl<B: ConvBackend> Classifier<B> {
     /// Logits and loss for a batch.
     pub fn forward_classification(
         &self,
@@ -67,7 +70,7 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Classifier<B> {
+impl<B: AutodiffConvBackend> TrainStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 
@@ -89,7 +92,7 @@ impl<B: AutodiffBackend> TrainStep for Classifier<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for Classifier<B> {
+impl<B: ConvBackend> InferenceStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 

@@ -293,10 +293,7 @@ struct TrainJob<'a> {
 impl Job for TrainJob<'_> {
     type Output = TrainSummary;
 
-    fn run<B: burn::tensor::backend::AutodiffBackend>(
-        self,
-        devices: Vec<B::Device>,
-    ) -> Result<TrainSummary> {
+    fn run<B: se_core::AutodiffConvBackend>(self, devices: Vec<B::Device>) -> Result<TrainSummary> {
         Ok(se_train::train_on_devices::<B>(
             self.config,
             self.run_dir,
