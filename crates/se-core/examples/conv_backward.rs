@@ -1,5 +1,5 @@
 //! One convolution layer, forward and forward + backward (autodiff), on flex: Burn 0.21's own
-//! convolution against `se_core::conv` (the `ConvBackend` extension with its im2col + GEMM CPU
+//! convolution against `se_core::conv` (the `KernelBackend` extension with its im2col + GEMM CPU
 //! kernels). Checks that both give the same output and gradients; prints median milliseconds as
 //! a markdown table (docs/benchmarks.md). A whole training step is measured by `cargo xtask bench`.
 //!
@@ -38,7 +38,7 @@ enum Conv {
 }
 
 impl Conv {
-    fn run<Bk: se_core::ConvBackend>(
+    fn run<Bk: se_core::KernelBackend>(
         self,
         x: Tensor<Bk, 4>,
         w: Tensor<Bk, 4>,
@@ -46,7 +46,7 @@ impl Conv {
     ) -> Tensor<Bk, 4> {
         match self {
             Conv::Burn => burn::tensor::module::conv2d(x, w, None, options),
-            Conv::Ours => se_core::conv::conv2d(x, w, None, options),
+            Conv::Ours => se_core::kernels::conv2d(x, w, None, options),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Times the three CPU convolution kernels (forward, input gradient, weight gradient) alone.
 //!
 //!     cargo run --release -p se-core --features flex --example conv_parts
-use se_core::conv::cpu::{self, ConvGeometry};
+use se_core::kernels::cpu_conv::{self as cpu, ConvGeometry};
 use std::time::Instant;
 
 fn median_ms(mut f: impl FnMut()) -> f64 {
@@ -18,7 +18,7 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    gemm_probe();
+    plane_kernels();
     println!("| input → out, kernel/stride | forward | input grad | weight grad |");
     println!("|---|---|---|---|");
     for ([n, c, h, w], co, k, s) in [
@@ -59,59 +59,51 @@ fn main() {
     }
 }
 
-#[allow(dead_code)]
-pub fn gemm_probe() {
-    // dst[m, n] (+)= a[m, k] b[k, n], timed for a few layouts of the weight-gradient shape.
-    let (m, n, k) = (16usize, 144usize, 1024usize);
-    let a: Vec<f32> = vec![0.5; m * k];
-    let b: Vec<f32> = vec![0.25; k * n];
-    let mut dst = vec![0.0f32; m * n];
-    let reps = 128;
-    for (name, dst_cs, dst_rs, a_cs, a_rs, b_cs, b_rs) in [
-        // dw[co, K] row-major = dy[co, P] × colᵀ (col row-major [K, P]: colᵀ(p, kk) at kk*P + p)
-        (
-            "dst row-major, colT strided",
-            1isize,
-            n as isize,
-            1isize,
-            k as isize,
-            k as isize,
-            1isize,
-        ),
-        // same, dst column-major view
-        ("dst col-major", m as isize, 1, 1, k as isize, k as isize, 1),
-    ] {
-        let t = median_ms(|| {
-            for _ in 0..reps {
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        dst.as_mut_ptr(),
-                        dst_cs,
-                        dst_rs,
-                        true,
-                        a.as_ptr(),
-                        a_cs,
-                        a_rs,
-                        b.as_ptr(),
-                        b_cs,
-                        b_rs,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            }
-        });
-        println!(
-            "{name}: {:.3} ms per gemm, {:.1} GFLOP/s",
-            t / reps as f64,
-            (2 * m * n * k * reps) as f64 / t / 1e6
-        );
-    }
+/// The per-plane kernels on one SE-ResNet-20 map, `[128, 16, 32, 32]`.
+fn plane_kernels() {
+    use se_core::kernels::cpu_planes;
+    let (planes, plane_len) = (128 * 16, 32 * 32);
+    let x: Vec<f32> = (0..planes * plane_len)
+        .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+        .collect();
+    let scale: Vec<f32> = (0..planes).map(|i| (i % 5) as f32 * 0.1).collect();
+    let y = cpu_planes::affine(&x, &scale, &scale, Some(&x), true, plane_len);
+    let moments = cpu_planes::moments(&x, plane_len);
+    let grad = vec![0.5; 2 * planes];
+    let times = [
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::affine(
+                &x, &scale, &scale, None, false, plane_len,
+            ));
+        }),
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::affine(
+                &x,
+                &scale,
+                &scale,
+                Some(&x),
+                true,
+                plane_len,
+            ));
+        }),
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::affine_grad(
+                &x, &scale, &y, &x, false, plane_len,
+            ));
+        }),
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::affine_grad(&x, &scale, &y, &x, true, plane_len));
+        }),
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::moments(&x, plane_len));
+        }),
+        median_ms(|| {
+            std::hint::black_box(cpu_planes::moments_grad(&x, &moments, &grad, plane_len));
+        }),
+    ];
+    println!(
+        "\n| [128,16,32,32] | affine | affine+residual+relu | affine grad | affine+relu grad | moments | moments grad |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!("| ms | {} |", times.map(|t| format!("{t:.2}")).join(" | "));
 }

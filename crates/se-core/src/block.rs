@@ -12,8 +12,8 @@ use burn::tensor::{Tensor, s};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
-use crate::conv::{ConvBackend, conv2d};
-use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig, scale_planes};
+use crate::kernels::{KernelBackend, conv2d, plane_affine};
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -74,14 +74,14 @@ pub fn conv(
         .with_initializer(conv_initializer())
 }
 
-/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`) through [`ConvBackend`], so that a
+/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`) through [`KernelBackend`], so that a
 /// backend's own convolution kernels are used. A strided 1x1 convolution without padding runs as
 /// subsampling followed by a stride-1 convolution with the same weights: the same result, but
 /// Burn 0.21's cubecl backends (wgpu, and CUDA with the same kernels) compute a wrong input
 /// gradient for strided 1x1 convolutions, which the wgpu/flex parity test found in every
 /// downsampling shortcut. Asymmetric or "same" padding (never used by the models) goes to Burn's
 /// `Conv2d::forward`.
-pub fn conv_forward<B: ConvBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn conv_forward<B: KernelBackend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
@@ -142,7 +142,7 @@ impl<B: Backend> Downsample<B> {
     }
 }
 
-impl<B: ConvBackend> Downsample<B> {
+impl<B: KernelBackend> Downsample<B> {
     /// `[N, C_in, H, W] → [N, C_out, H / stride, W / stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         self.bn.forward(conv_forward(&self.conv, x))
@@ -197,7 +197,7 @@ fn shared_complexity(
 /// The wiring every residual block shares: `relu(norm(branch(x)) + shortcut(x))`, with the SE
 /// module wherever its placement says. `branch` is the block's own residual function up to its
 /// last convolution, `norm` the BatchNorm after that convolution.
-fn residual_forward<B: ConvBackend>(
+fn residual_forward<B: KernelBackend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
     placement: SePlacement,
@@ -213,27 +213,33 @@ fn residual_forward<B: ConvBackend>(
         Some(downsample) => downsample.forward(x.clone()),
         None => x.clone(),
     };
-    let standard_se = se.as_ref().filter(|_| placement == SePlacement::Standard);
-    let residual = norm_then_attention(norm, standard_se, branch(se_at(SePlacement::Pre, x)));
     let shortcut = se_at(SePlacement::Identity, shortcut);
-    se_at(SePlacement::Post, relu(residual + shortcut))
+    let standard_se = se.as_ref().filter(|_| placement == SePlacement::Standard);
+    let branch = branch(se_at(SePlacement::Pre, x));
+    se_at(
+        SePlacement::Post,
+        norm_attention_add_relu(norm, standard_se, branch, shortcut),
+    )
 }
 
-/// `attention(norm(x))` in one pass over the map where the attention allows it. A BatchNorm is a
-/// per-channel affine map `y = a·x + b`, so the mean of each plane of `y` is `a·mean(x) + b`,
-/// and an SE module's output `w·y` (weights `w` from those means) is `(a·w)·x + b·w`: the SE's
-/// squeeze reads means the BatchNorm already has (in training) or a `[N, C]` product (in
-/// inference), and its scaling rides on the BatchNorm's. Exact, not an approximation; other
-/// attention modules run after the BatchNorm as usual.
-fn norm_then_attention<B: Backend>(
+/// `relu(attention(norm(x)) + shortcut)`, the end of every residual block, in one pass over the
+/// map where the attention allows it. A BatchNorm is a per-channel affine map `y = a·x + b`, so
+/// the mean of each plane of `y` is `a·mean(x) + b`, and an SE module's output `w·y` (weights
+/// `w` from those means) is `(a·w)·x + b·w`: the SE's squeeze reads means the BatchNorm already
+/// has (in training) or a `[N, C]` product (in inference), its scaling rides on the
+/// BatchNorm's, and the addition and ReLU ride on both (one [`plane_affine`] kernel, as the
+/// original SENet release fused SE into the addition with its Caffe "Axpy" layer). Exact, not
+/// an approximation; other attention modules run between the BatchNorm and the addition.
+fn norm_attention_add_relu<B: KernelBackend>(
     norm: &BatchNorm<B>,
     attention: Option<&Attention<B>>,
     x: Tensor<B, 4>,
+    shortcut: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
     let se = match attention {
-        None => return norm.forward(x),
+        None => return norm.affine(x.clone()).apply_then(x, Some(shortcut), true),
         Some(attention) => match attention.as_mean_excitation() {
-            None => return attention.forward(norm.forward(x)),
+            None => return relu(attention.forward(norm.forward(x)) + shortcut),
             Some(se) => se,
         },
     };
@@ -248,7 +254,13 @@ fn norm_then_attention<B: Backend>(
     let (scale, shift) = affine.per_plane(n);
     let means = plane_means * scale.clone() + shift.clone();
     let weights = se.excite(means);
-    scale_planes(x, scale * weights.clone(), Some(shift * weights))
+    plane_affine(
+        x,
+        scale * weights.clone(),
+        shift * weights,
+        Some(shortcut),
+        true,
+    )
 }
 
 /// Configuration of a [`BasicBlock`]: two 3x3 convs, expansion 1 (ResNet-18/34, CIFAR ResNets).
@@ -323,13 +335,13 @@ pub struct BasicBlock<B: Backend> {
     pub placement: SePlacement,
 }
 
-impl<B: ConvBackend> BasicBlock<B> {
+impl<B: KernelBackend> BasicBlock<B> {
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let branch = |x| {
-            let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+            let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
             conv_forward(&self.conv2, x)
         };
         let (se, placement) = (&self.se, self.placement);
@@ -445,14 +457,14 @@ pub struct Bottleneck<B: Backend> {
     pub placement: SePlacement,
 }
 
-impl<B: ConvBackend> Bottleneck<B> {
+impl<B: KernelBackend> Bottleneck<B> {
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let branch = |x| {
-            let x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
-            let x = relu(self.bn2.forward(conv_forward(&self.conv2, x)));
+            let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+            let x = self.bn2.forward_relu(conv_forward(&self.conv2, x));
             conv_forward(&self.conv3, x)
         };
         let (se, placement) = (&self.se, self.placement);
@@ -469,7 +481,7 @@ pub enum ResidualBlock<B: Backend> {
     Bottleneck(Bottleneck<B>),
 }
 
-impl<B: ConvBackend> ResidualBlock<B> {
+impl<B: KernelBackend> ResidualBlock<B> {
     /// Runs the block.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {

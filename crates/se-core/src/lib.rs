@@ -3,13 +3,13 @@
 //! - [`SqueezeExcitation`]: the SE module (squeeze, excitation, scale).
 //! - [`BasicBlock`] and [`Bottleneck`]: residual blocks with an optional SE module placed as in the
 //!   paper's integration study ([`SePlacement`]).
-//! - [`ConvBackend`]: the backend extension their convolutions run through (Burn's kernels by
+//! - [`KernelBackend`]: the backend extension their convolutions run through (Burn's kernels by
 //!   default, faster CPU kernels on flex).
 
 pub mod attention;
 pub mod block;
 pub mod complexity;
-pub mod conv;
+pub mod kernels;
 pub mod norm;
 pub mod params;
 pub mod squeeze_excitation;
@@ -25,7 +25,7 @@ pub use block::{
     ResidualBlock, SePlacement,
 };
 pub use complexity::Complexity;
-pub use conv::{AutodiffConvBackend, ConvBackend};
+pub use kernels::{AutodiffKernelBackend, KernelBackend};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use params::trainable_params;
 pub use squeeze_excitation::{

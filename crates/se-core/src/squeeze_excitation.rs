@@ -10,6 +10,7 @@ use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, linear};
+use crate::kernels::KernelBackend;
 use crate::norm::scale_planes;
 
 /// How the squeeze step summarises each channel's spatial map into one number.
@@ -154,7 +155,7 @@ pub struct SqueezeExcitation<B: Backend> {
     pub gate: Gate,
 }
 
-impl<B: Backend> SqueezeExcitation<B> {
+impl<B: KernelBackend> SqueezeExcitation<B> {
     /// Squeeze: one descriptor per channel.
     ///
     /// # Shapes

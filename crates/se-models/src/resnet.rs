@@ -7,14 +7,13 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
 use se_core::block::{conv, conv_forward};
 use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
 use se_core::{
     BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig, BottleneckConfig,
-    ConvBackend, ResidualBlock,
+    KernelBackend, ResidualBlock,
 };
 
 /// The stem that turns the input image into the first stage's feature map.
@@ -302,14 +301,14 @@ pub struct ResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
-impl<B: ConvBackend> ResNet<B> {
+impl<B: KernelBackend> ResNet<B> {
     /// The feature map after the last stage.
     ///
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, C_features, H / s, W / s]` (`s` = 32 for ImageNet models, 4 for CIFAR ones)
     pub fn feature_map(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = relu(self.bn1.forward(conv_forward(&self.conv1, x)));
+        let mut x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
-use se_core::{AutodiffConvBackend, ConvBackend};
+use se_core::{AutodiffKernelBackend, KernelBackend};
 use se_models::ResNet;
 
 use crate::data::batcher::ImageBatch;
@@ -53,7 +53,7 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-impl<B: ConvBackend> Classifier<B> {
+impl<B: KernelBackend> Classifier<B> {
     /// Logits and loss for a batch.
     pub fn forward_classification(
         &self,
@@ -70,7 +70,7 @@ impl<B: ConvBackend> Classifier<B> {
     }
 }
 
-impl<B: AutodiffConvBackend> TrainStep for Classifier<B> {
+impl<B: AutodiffKernelBackend> TrainStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 
@@ -92,7 +92,7 @@ impl<B: AutodiffConvBackend> TrainStep for Classifier<B> {
     }
 }
 
-impl<B: ConvBackend> InferenceStep for Classifier<B> {
+impl<B: KernelBackend> InferenceStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 

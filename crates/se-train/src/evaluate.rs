@@ -5,7 +5,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::activation::softmax;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use se_core::ConvBackend;
+use se_core::KernelBackend;
 use se_models::ResNet;
 
 use crate::data::augment::{AugmentedDataset, Transform};
@@ -55,7 +55,7 @@ impl EvalReport {
 }
 
 /// Runs `model` over `dataset` (resized and normalised as `info` says) in batches.
-pub fn evaluate<B: ConvBackend>(
+pub fn evaluate<B: KernelBackend>(
     model: &ResNet<B>,
     dataset: ImageDataset,
     info: &DatasetInfo,
@@ -105,7 +105,7 @@ pub fn evaluate<B: ConvBackend>(
 }
 
 /// Class probabilities for one image, highest first: `(class index, probability)`, at most `k`.
-pub fn predict<B: ConvBackend>(
+pub fn predict<B: KernelBackend>(
     model: &ResNet<B>,
     image: ImageItem,
     info: &DatasetInfo,

@@ -24,7 +24,7 @@ use burn::train::metric::{
 use burn::train::{
     ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
 };
-use se_core::AutodiffConvBackend;
+use se_core::AutodiffKernelBackend;
 use se_models::{ResNet, ResNetConfig};
 
 use crate::classifier::Classifier;
@@ -194,7 +194,7 @@ fn limit(dataset: ImageDataset, limit: Option<usize>) -> ImageDataset {
 
 /// Trains as `config` says, writing into `run_dir`. With `resume`, continues the run in `run_dir`
 /// from its last checkpoint (the config must be the one saved there, possibly with more epochs).
-pub fn train<B: AutodiffConvBackend>(
+pub fn train<B: AutodiffKernelBackend>(
     config: &TrainConfig,
     run_dir: &Path,
     device: &B::Device,
@@ -209,7 +209,7 @@ pub fn train<B: AutodiffConvBackend>(
 /// updates the weights on the first device. One step sees `batch_size * devices` images and the
 /// learning rate applies to the mean gradient, as with [`train_distributed`]. BatchNorm running
 /// statistics are averaged over the devices. With one device this is [`train`].
-pub fn train_on_devices<B: AutodiffConvBackend>(
+pub fn train_on_devices<B: AutodiffKernelBackend>(
     config: &TrainConfig,
     run_dir: &Path,
     devices: &[B::Device],
@@ -225,7 +225,7 @@ pub fn train_on_devices<B: AutodiffConvBackend>(
 /// (config, metrics, dashboard, checkpoints, models, summary); rank `r > 0` keeps only the
 /// Learner's checkpoints of its optimizer state, in `run_dir/ranks/r`, for `--resume` with the
 /// same number of ranks, and validates on one batch only.
-pub fn train_distributed<B: AutodiffConvBackend>(
+pub fn train_distributed<B: AutodiffKernelBackend>(
     config: &TrainConfig,
     run_dir: &Path,
     device: &B::Device,
@@ -236,7 +236,7 @@ pub fn train_distributed<B: AutodiffConvBackend>(
     run_training::<B>(config, run_dir, devices, resume, Some(collective))
 }
 
-fn run_training<B: AutodiffConvBackend>(
+fn run_training<B: AutodiffKernelBackend>(
     config: &TrainConfig,
     run_dir: &Path,
     devices: &[B::Device],
@@ -418,7 +418,7 @@ fn run_training<B: AutodiffConvBackend>(
 }
 
 /// Everything the Learner needs except the optimizer (whose type differs per choice).
-struct LearnerSetup<B: AutodiffConvBackend> {
+struct LearnerSetup<B: AutodiffKernelBackend> {
     run: RunFolder,
     train_loader: Arc<dyn DataLoader<B, ImageBatch<B>>>,
     valid_loader: Arc<dyn DataLoader<B::InnerBackend, ImageBatch<B::InnerBackend>>>,
@@ -449,7 +449,7 @@ enum Progress {
 /// stdout is not a terminal), and returns the trained classifier in inference mode.
 fn fit<B, O>(setup: LearnerSetup<B>, optimizer: O) -> Classifier<B::InnerBackend>
 where
-    B: AutodiffConvBackend,
+    B: AutodiffKernelBackend,
     O: Optimizer<Classifier<B>, B> + 'static,
 {
     let run_dir = &setup.run.0;
@@ -489,7 +489,7 @@ where
 
 /// Copies the weights of the epoch with the lowest validation loss to `best-model.mpk` (as a
 /// plain ResNet record, like `model.mpk`). Burn's checkpointer keeps that epoch's checkpoint.
-fn save_best_model<B: AutodiffConvBackend>(
+fn save_best_model<B: AutodiffKernelBackend>(
     run: &RunFolder,
     rows: &[EpochRow],
     model_config: &ResNetConfig,

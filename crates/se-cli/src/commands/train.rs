@@ -293,7 +293,10 @@ struct TrainJob<'a> {
 impl Job for TrainJob<'_> {
     type Output = TrainSummary;
 
-    fn run<B: se_core::AutodiffConvBackend>(self, devices: Vec<B::Device>) -> Result<TrainSummary> {
+    fn run<B: se_core::AutodiffKernelBackend>(
+        self,
+        devices: Vec<B::Device>,
+    ) -> Result<TrainSummary> {
         Ok(se_train::train_on_devices::<B>(
             self.config,
             self.run_dir,

@@ -16,6 +16,8 @@
 
 use rayon::prelude::*;
 
+use super::cpu_planes::{assume_init, uninit, zeroed};
+
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
 /// `[c_out, c_in / groups, kh, kw]`, output `[n, c_out, oh, ow]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     geometry.check(Some(x), Some(weight), None);
     let g = geometry;
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
-    let mut y = vec![0.0; g.n * out_image];
+    let mut y = uninit(g.n * out_image);
     let image = |col: &mut Vec<f32>, x: &[f32], y: &mut [f32], split: Split| {
         for group in 0..g.groups {
             let cols = columns(g, x, group, col, split);
@@ -135,15 +137,18 @@ pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         Split::Images => y
             .par_chunks_mut(out_image)
             .zip(x.par_chunks(in_image))
-            .for_each_init(Vec::new, |col, (y, x)| image(col, x, y, Split::Images)),
+            .for_each_init(Vec::new, |col, (y, x)| {
+                image(col, x, zeroed(y), Split::Images)
+            }),
         within => {
             let mut col = Vec::new();
             for (y, x) in y.chunks_mut(out_image).zip(x.chunks(in_image)) {
-                image(&mut col, x, y, within);
+                image(&mut col, x, zeroed(y), within);
             }
         }
     }
-    y
+    // SAFETY: every image of `y` went through `zeroed`.
+    unsafe { assume_init(y) }
 }
 
 /// The gradient of the input, `[n, c_in, h, w]`, given the output's gradient `dy`.
@@ -152,7 +157,7 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
     let g = geometry;
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     let group_in_len = g.group_in() * g.h * g.w;
-    let mut dx = vec![0.0; g.n * in_image];
+    let mut dx = uninit(g.n * in_image);
     let image = |col: &mut Vec<f32>, dy: &[f32], dx: &mut [f32], split: Split| {
         for group in 0..g.groups {
             let w = &weight[group * g.group_out() * g.col_rows()..][..g.group_out() * g.col_rows()];
@@ -175,15 +180,18 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
         Split::Images => dx
             .par_chunks_mut(in_image)
             .zip(dy.par_chunks(out_image))
-            .for_each_init(Vec::new, |col, (dx, dy)| image(col, dy, dx, Split::Images)),
+            .for_each_init(Vec::new, |col, (dx, dy)| {
+                image(col, dy, zeroed(dx), Split::Images)
+            }),
         within => {
             let mut col = Vec::new();
             for (dx, dy) in dx.chunks_mut(in_image).zip(dy.chunks(out_image)) {
-                image(&mut col, dy, dx, within);
+                image(&mut col, dy, zeroed(dx), within);
             }
         }
     }
-    dx
+    // SAFETY: every image of `dx` went through `zeroed`.
+    unsafe { assume_init(dx) }
 }
 
 /// The gradient of the weight, `[c_out, c_in / groups, kh, kw]`, summed over the batch.
@@ -260,11 +268,10 @@ fn columns<'a>(
     }
     let pixels = g.out_pixels();
     col.resize(g.col_rows() * pixels, 0.0);
-    let taps = g.kernel[0] * g.kernel[1];
+    let taps = Tap::all(g);
     let fill = |(row, dst): (usize, &mut [f32])| {
-        let (channel, tap) = (row / taps, row % taps);
+        let (channel, tap) = (row / taps.len(), &taps[row % taps.len()]);
         let plane = &planes[channel * g.h * g.w..][..g.h * g.w];
-        let tap = Tap::new(g, tap);
         let ow = tap.width;
         dst[..tap.rows.start * ow].fill(0.0);
         dst[tap.rows.end * ow..].fill(0.0);
@@ -304,10 +311,9 @@ fn columns<'a>(
 /// plane positions it was sampled from. Zeroes `col`'s padding entries on the way.
 fn col_to_image(g: &ConvGeometry, col: &mut [f32], dx: &mut [f32], split: Split) {
     let pixels = g.out_pixels();
-    let taps = g.kernel[0] * g.kernel[1];
+    let taps = Tap::all(g);
     let fold = |(rows, plane): (&mut [f32], &mut [f32])| {
-        for (tap, row) in rows.chunks_mut(pixels).enumerate() {
-            let tap = Tap::new(g, tap);
+        for (tap, row) in taps.iter().zip(rows.chunks_mut(pixels)) {
             if tap.rows.is_empty() || tap.cols.is_empty() {
                 continue;
             }
@@ -335,11 +341,13 @@ fn col_to_image(g: &ConvGeometry, col: &mut [f32], dx: &mut [f32], split: Split)
             }
         }
     };
-    let channel_rows = col.chunks_mut(taps * pixels).zip(dx.chunks_mut(g.h * g.w));
+    let channel_rows = col
+        .chunks_mut(taps.len() * pixels)
+        .zip(dx.chunks_mut(g.h * g.w));
     match split {
         Split::Images => channel_rows.for_each(fold),
         Split::Within(_) => col
-            .par_chunks_mut(taps * pixels)
+            .par_chunks_mut(taps.len() * pixels)
             .zip(dx.par_chunks_mut(g.h * g.w))
             .for_each(fold),
     }
@@ -361,6 +369,13 @@ struct Tap {
 }
 
 impl Tap {
+    /// Every tap of the kernel, row by row.
+    fn all(g: &ConvGeometry) -> Vec<Self> {
+        (0..g.kernel[0] * g.kernel[1])
+            .map(|tap| Self::new(g, tap))
+            .collect()
+    }
+
     fn new(g: &ConvGeometry, tap: usize) -> Self {
         let [oh, ow] = g.output_size();
         let (i, j) = (tap / g.kernel[1], tap % g.kernel[1]);
@@ -386,8 +401,13 @@ impl Tap {
 
     /// Zeroes an output row's entries outside `cols`.
     fn zero_padding_columns(&self, row: &mut [f32]) {
-        row[..self.cols.start].fill(0.0);
-        row[self.cols.end..].fill(0.0);
+        // Mostly one value or none (3x3 kernels): a loop, not a `memset` call per row.
+        for value in &mut row[..self.cols.start] {
+            *value = 0.0;
+        }
+        for value in &mut row[self.cols.end..] {
+            *value = 0.0;
+        }
     }
 }
 

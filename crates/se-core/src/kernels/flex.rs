@@ -1,0 +1,171 @@
+//! flex (Burn's CPU backend) with the CPU kernels of [`cpu_conv`](super::cpu_conv) and
+//! [`cpu_planes`](super::cpu_planes) for `f32`; other dtypes keep the default (Burn's ops).
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::{ConvOptions, ModuleOps};
+use burn::tensor::{DType, TensorData};
+
+use super::KernelBackend;
+use super::cpu_conv::{self as cpu, ConvGeometry};
+use super::{burn_ops, cpu_planes};
+
+impl KernelBackend for Flex {
+    fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        if !all_f32(&[&x, &weight]) {
+            return Flex::conv2d(x, weight, None, options);
+        }
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let g = geometry(&x, &weight, &options);
+        let y = cpu::forward(&g, x.storage(), weight.storage());
+        let [oh, ow] = g.output_size();
+        tensor(y, [g.n, g.c_out, oh, ow])
+    }
+
+    fn convolution_input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &weight, &output_grad]) {
+            return Flex::conv2d_x_backward(x, weight, output_grad, options);
+        }
+        let (weight, dy) = (weight.to_contiguous(), output_grad.to_contiguous());
+        let g = geometry(&x, &weight, &options);
+        let dx = cpu::input_grad(&g, weight.storage(), dy.storage());
+        tensor(dx, [g.n, g.c_in, g.h, g.w])
+    }
+
+    fn convolution_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &weight, &output_grad]) {
+            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
+        }
+        let (x, dy) = (x.to_contiguous(), output_grad.to_contiguous());
+        let g = geometry(&x, &weight, &options);
+        let dw = cpu::weight_grad(&g, x.storage(), dy.storage());
+        let [kh, kw] = g.kernel;
+        tensor(dw, [g.c_out, g.c_in / g.groups, kh, kw])
+    }
+
+    fn plane_affine(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        residual: Option<FlexTensor>,
+        relu: bool,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &scale, &shift]) || residual.as_ref().is_some_and(|r| !all_f32(&[r])) {
+            return burn_ops::plane_affine::<Flex>(x, scale, shift, residual, relu);
+        }
+        let [x, scale, shift] = [x, scale, shift].map(|t| t.to_contiguous());
+        let residual = residual.map(|r| r.to_contiguous());
+        let shape = dims4(&x);
+        let y = cpu_planes::affine(
+            x.storage(),
+            scale.storage(),
+            shift.storage(),
+            residual.as_ref().map(|r| r.storage()),
+            relu,
+            plane_len(shape),
+        );
+        tensor(y, shape)
+    }
+
+    fn plane_affine_grad(
+        x: FlexTensor,
+        scale: FlexTensor,
+        output: FlexTensor,
+        output_grad: FlexTensor,
+        relu: bool,
+    ) -> [FlexTensor; 4] {
+        if !all_f32(&[&x, &scale, &output, &output_grad]) {
+            return burn_ops::plane_affine_grad::<Flex>(x, scale, output, output_grad, relu);
+        }
+        let [x, scale, y, dy] = [x, scale, output, output_grad].map(|t| t.to_contiguous());
+        let shape @ [n, c, _, _] = dims4(&x);
+        let (dx, d_scale, d_shift, dz) = cpu_planes::affine_grad(
+            x.storage(),
+            scale.storage(),
+            y.storage(),
+            dy.storage(),
+            relu,
+            plane_len(shape),
+        );
+        let per_plane = |values| FlexTensor::from_data(TensorData::new(values, [n, c]));
+        let dz = dz.map_or(dy, |dz| tensor(dz, shape));
+        [
+            tensor(dx, shape),
+            per_plane(d_scale),
+            per_plane(d_shift),
+            dz,
+        ]
+    }
+
+    fn plane_moments(x: FlexTensor) -> FlexTensor {
+        if !all_f32(&[&x]) {
+            return burn_ops::plane_moments::<Flex>(x);
+        }
+        let x = x.to_contiguous();
+        let shape @ [n, c, _, _] = dims4(&x);
+        let moments = cpu_planes::moments(x.storage(), plane_len(shape));
+        FlexTensor::from_data(TensorData::new(moments, [2, n, c]))
+    }
+
+    fn plane_moments_grad(
+        x: FlexTensor,
+        moments: FlexTensor,
+        output_grad: FlexTensor,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &moments, &output_grad]) {
+            return burn_ops::plane_moments_grad::<Flex>(x, moments, output_grad);
+        }
+        let [x, moments, grad] = [x, moments, output_grad].map(|t| t.to_contiguous());
+        let shape = dims4(&x);
+        let dx = cpu_planes::moments_grad(
+            x.storage(),
+            moments.storage(),
+            grad.storage(),
+            plane_len(shape),
+        );
+        tensor(dx, shape)
+    }
+}
+
+fn dims4(x: &FlexTensor) -> [usize; 4] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+fn plane_len([_, _, h, w]: [usize; 4]) -> usize {
+    h * w
+}
+
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> ConvGeometry {
+    let (x, w) = (x.layout().shape(), weight.layout().shape());
+    ConvGeometry {
+        n: x[0],
+        c_in: x[1],
+        h: x[2],
+        w: x[3],
+        c_out: w[0],
+        kernel: [w[2], w[3]],
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+        groups: options.groups,
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}

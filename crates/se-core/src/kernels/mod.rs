@@ -1,0 +1,360 @@
+//! The layer kernels every SE-ResNet runs, as a Burn backend extension.
+//!
+//! [`KernelBackend`] is a [`Backend`] with the ops a ResNet spends its time in, each with its
+//! gradients: the 2-D convolution, a per-plane affine map `x · a + b` (BatchNorm's
+//! normalisation and SE's scaling, fused as in `block::norm_then_attention`), and per-plane
+//! moments (BatchNorm's statistics). The defaults are Burn's ops, so a backend opts in with an
+//! empty `impl`; flex overrides them with [`cpu_conv`]'s im2col + GEMM and [`cpu_planes`]'
+//! one-pass parallel loops. `Autodiff<B>` records each kernel as one op whose backward calls
+//! `B`'s gradient kernels: Burn's own autodiff convolution calls Burn's backward, which flex
+//! runs as a scalar transposed convolution and convolutions over permuted copies (4–7× slower
+//! than PyTorch), and a BatchNorm built from tensor ops makes a dozen single-threaded passes over
+//! the map. The models are generic over `KernelBackend`: one model definition, fast where a
+//! kernel exists.
+
+mod autodiff;
+mod burn_ops;
+#[cfg(feature = "flex")]
+pub mod cpu_conv;
+#[cfg(feature = "flex")]
+pub mod cpu_planes;
+#[cfg(feature = "flex")]
+mod flex;
+
+use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+
+/// A backend whose layer kernels may be its own (see the module docs).
+///
+/// Convolution shapes: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in / groups, kH, kW]`, output
+/// and its gradient `[N, C_out, H', W']`; no bias ([`conv2d`] adds it as a tensor op). Plane
+/// shapes: `x` `[N, C, H, W]`, per-plane values `[N, C]`.
+pub trait KernelBackend: Backend {
+    /// The convolution `x ⋆ weight`.
+    fn convolution(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// The gradient of `x` given the output's gradient.
+    fn convolution_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradient of `weight` given the output's gradient (summed over the batch).
+    fn convolution_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// `x · scale + shift`, each `[H, W]` plane with its own `scale` and `shift` (`[N, C]`),
+    /// plus `residual` (`[N, C, H, W]`) if given, then a ReLU if `relu`: a BatchNorm, an SE
+    /// scaling, and a residual block's addition and activation in one pass (the original SENet
+    /// release fused SE's scaling into the addition the same way, its Caffe "Axpy" layer).
+    fn plane_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        burn_ops::plane_affine::<Self>(x, scale, shift, residual, relu)
+    }
+
+    /// The gradients of [`plane_affine`](KernelBackend::plane_affine) given its `output` and the
+    /// output's gradient: `(x, scale, shift, pre-activation)`, the last being the residual's
+    /// gradient (`output_grad` itself without the ReLU).
+    fn plane_affine_grad(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        relu: bool,
+    ) -> [FloatTensor<Self>; 4] {
+        burn_ops::plane_affine_grad::<Self>(x, scale, output, output_grad, relu)
+    }
+
+    /// The mean and the (biased) variance of every `[H, W]` plane, `[2, N, C]`.
+    fn plane_moments(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn_ops::plane_moments::<Self>(x)
+    }
+
+    /// The gradient of `x` given the gradient of its [`plane_moments`](KernelBackend::plane_moments)
+    /// (`moments` are their values): `(d_mean + 2 (x - mean) d_var) / (H W)`.
+    fn plane_moments_grad(
+        x: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burn_ops::plane_moments_grad::<Self>(x, moments, output_grad)
+    }
+}
+
+/// A float primitive as a tensor.
+pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// An autodiff backend over a [`KernelBackend`], itself one: what training needs (the training
+/// model runs on the autodiff backend, the validation model on its inner backend).
+pub trait AutodiffKernelBackend:
+    AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
+{
+}
+
+impl<B> AutodiffKernelBackend for B
+where
+    B: AutodiffBackend + KernelBackend,
+    B::InnerBackend: KernelBackend,
+{
+}
+
+/// `x · scale + shift` plane by plane through [`KernelBackend`], then `+ residual` if given,
+/// then a ReLU if `relu` (see [`KernelBackend::plane_affine`]): `x` and `residual`
+/// `[N, C, H, W]`, `scale` and `shift` `[N, C]`.
+pub fn plane_affine<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    scale: Tensor<B, 2>,
+    shift: Tensor<B, 2>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    let [x, scale, shift] = [
+        x.into_primitive(),
+        scale.into_primitive(),
+        shift.into_primitive(),
+    ]
+    .map(TensorPrimitive::tensor);
+    let residual = residual.map(|r| r.into_primitive().tensor());
+    float(B::plane_affine(x, scale, shift, residual, relu))
+}
+
+/// The mean and the biased variance of every `[H, W]` plane of `x` (`[N, C, H, W]`), each
+/// `[N, C]`, through [`KernelBackend`].
+pub fn plane_moments<B: KernelBackend>(x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let [n, c, _, _] = x.dims();
+    let moments: Tensor<B, 3> = float(B::plane_moments(x.into_primitive().tensor()));
+    let at = |i: usize| moments.clone().slice(s![i..i + 1]).reshape([n, c]);
+    (at(0), at(1))
+}
+
+/// A 2-D convolution through [`KernelBackend`]: `[N, C_in, H, W]` to `[N, C_out, H', W']`, with an
+/// optional bias `[C_out]`. The same result as `burn::tensor::module::conv2d`.
+pub fn conv2d<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Option<Tensor<B, 1>>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    let x = x.into_primitive().tensor();
+    let weight = weight.into_primitive().tensor();
+    let y =
+        Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(B::convolution(x, weight, options)));
+    match bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            y + bias.reshape([1, channels, 1, 1])
+        }
+        None => y,
+    }
+}
+
+// Backends without kernels of their own: Burn's convolutions.
+#[cfg(feature = "ndarray")]
+impl KernelBackend for burn::backend::NdArray {}
+#[cfg(feature = "wgpu")]
+impl<F, I, BT> KernelBackend for burn::backend::Wgpu<F, I, BT> where Self: Backend {}
+#[cfg(feature = "cuda")]
+impl<F, I> KernelBackend for burn::backend::Cuda<F, I> where Self: Backend {}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::activation::relu;
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn assert_close<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) {
+        let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+        a.into_data().assert_approx_eq(&b.into_data(), tolerance);
+    }
+
+    type AB = Autodiff<Flex>;
+
+    /// Our kernels (forward and both gradients, through autodiff) against Burn's own conv2d, on
+    /// the shapes SE-ResNets use: 3x3 with and without stride, 1x1 strided and not, grouped
+    /// (ResNeXt), the 7x7/2 stem, a dilated one, and batches on either side of the thread split.
+    #[test]
+    fn convolution_and_its_gradients_equal_burns() {
+        let device = Default::default();
+        let cases = [
+            // (x dims, out channels, kernel, stride, padding, dilation, groups)
+            ([6, 4, 9, 7], 5, 3, 1, 1, 1, 1),
+            ([6, 4, 9, 7], 6, 3, 2, 1, 1, 1),
+            ([1, 4, 8, 8], 6, 3, 2, 1, 1, 1),
+            ([5, 6, 5, 5], 4, 1, 1, 0, 1, 1),
+            ([1, 6, 5, 5], 4, 1, 1, 0, 1, 1),
+            ([5, 6, 6, 6], 8, 1, 2, 0, 1, 1),
+            ([4, 8, 6, 6], 8, 3, 1, 1, 1, 4),
+            ([2, 3, 15, 15], 4, 7, 2, 3, 1, 1),
+            ([4, 2, 9, 9], 3, 3, 1, 2, 2, 1),
+        ];
+        for ([n, c, h, w], co, k, s, p, d, groups) in cases {
+            let options = ConvOptions::new([s, s], [p, p], [d, d], groups);
+            let x = Tensor::<AB, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let weight = Tensor::<AB, 4>::random(
+                [co, c / groups, k, k],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+            .require_grad();
+            let bias = Tensor::<AB, 1>::random([co], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let ours = conv2d(
+                x.clone(),
+                weight.clone(),
+                Some(bias.clone()),
+                options.clone(),
+            );
+            let burns = burn::tensor::module::conv2d(
+                x.clone(),
+                weight.clone(),
+                Some(bias.clone()),
+                options,
+            );
+            assert_eq!(ours.dims(), burns.dims());
+            assert_close(ours.clone().inner(), burns.clone().inner());
+            // A loss that weights each output differently, so every gradient entry is checked.
+            let probe =
+                Tensor::<AB, 4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let grads_ours = (ours * probe.clone()).sum().backward();
+            let grads_burns = (burns * probe).sum().backward();
+            for (a, b) in [
+                (x.grad(&grads_ours), x.grad(&grads_burns)),
+                (weight.grad(&grads_ours), weight.grad(&grads_burns)),
+            ] {
+                assert_close(a.unwrap(), b.unwrap());
+            }
+            let (a, b) = (bias.grad(&grads_ours), bias.grad(&grads_burns));
+            assert_close(a.unwrap(), b.unwrap());
+        }
+    }
+
+    /// The per-plane kernels (through autodiff) against the same maths in Burn's tensor ops:
+    /// values and every gradient, the affine map alone and with a residual and a ReLU, for plane
+    /// sizes from 1 to 289 values.
+    #[test]
+    fn plane_kernels_and_their_gradients_equal_burns() {
+        let device = Default::default();
+        for [n, c, h, w] in [[2, 3, 1, 1], [4, 5, 2, 3], [3, 70, 17, 17]] {
+            let normal = |dims: Vec<usize>| {
+                Tensor::<AB, 1>::random(
+                    [dims.iter().product::<usize>()],
+                    Distribution::Normal(0.5, 2.0),
+                    &device,
+                )
+            };
+            let x = normal(vec![n, c, h, w])
+                .reshape([n, c, h, w])
+                .require_grad();
+            let scale = normal(vec![n, c]).reshape([n, c]).require_grad();
+            let shift = normal(vec![n, c]).reshape([n, c]).require_grad();
+            let residual = normal(vec![n, c, h, w])
+                .reshape([n, c, h, w])
+                .require_grad();
+            let probe = normal(vec![n, c, h, w]).reshape([n, c, h, w]);
+            let (p_mean, p_var) = (
+                normal(vec![n, c]).reshape([n, c]),
+                normal(vec![n, c]).reshape([n, c]),
+            );
+
+            let planes = || x.clone().reshape([n * c, h * w]);
+            let column = |t: &Tensor<AB, 2>| t.clone().reshape([n * c, 1]);
+            let affine_ours = plane_affine(x.clone(), scale.clone(), shift.clone(), None, false);
+            let affine_burns = (planes() * column(&scale) + column(&shift)).reshape([n, c, h, w]);
+            assert_close(affine_ours.clone().inner(), affine_burns.clone().inner());
+            let fused_ours = plane_affine(
+                x.clone(),
+                scale.clone(),
+                shift.clone(),
+                Some(residual.clone()),
+                true,
+            );
+            let fused_burns = relu(affine_burns.clone() + residual.clone());
+            assert_close(fused_ours.clone().inner(), fused_burns.clone().inner());
+            let (mean_ours, var_ours) = plane_moments(x.clone());
+            let mean_burns = planes().mean_dim(1);
+            let var_burns = (planes() - mean_burns.clone())
+                .square()
+                .mean_dim(1)
+                .reshape([n, c]);
+            let mean_burns = mean_burns.reshape([n, c]);
+            assert_close(mean_ours.clone().inner(), mean_burns.clone().inner());
+            assert_close(var_ours.clone().inner(), var_burns.clone().inner());
+
+            let loss = |affine: Tensor<AB, 4>,
+                        fused: Tensor<AB, 4>,
+                        mean: Tensor<AB, 2>,
+                        var: Tensor<AB, 2>| {
+                (affine * probe.clone()).sum()
+                    + (fused * probe.clone().flip([3])).sum()
+                    + (mean * p_mean.clone()).sum()
+                    + (var * p_var.clone()).sum()
+            };
+            let ours = loss(affine_ours, fused_ours, mean_ours, var_ours).backward();
+            let burns = loss(affine_burns, fused_burns, mean_burns, var_burns).backward();
+            let (a, b) = (residual.grad(&ours), residual.grad(&burns));
+            assert_close(a.unwrap(), b.unwrap());
+            assert_close(x.grad(&ours).unwrap(), x.grad(&burns).unwrap());
+            assert_close(scale.grad(&ours).unwrap(), scale.grad(&burns).unwrap());
+            assert_close(shift.grad(&ours).unwrap(), shift.grad(&burns).unwrap());
+        }
+    }
+
+    /// Exact values on a tiny case, worked by hand: a 3x3 all-ones kernel with padding 1 sums
+    /// each pixel's neighbourhood; with the loss `sum(y)`, each input pixel's gradient counts
+    /// the windows it falls in, and each kernel tap's gradient sums the pixels it ever reads.
+    #[test]
+    fn a_box_filter_sums_neighbourhoods() {
+        let device = Default::default();
+        let x = Tensor::<AB, 4>::from_floats(
+            [[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]],
+            &device,
+        )
+        .require_grad();
+        let weight = Tensor::<AB, 4>::ones([1, 1, 3, 3], &device).require_grad();
+        let y = conv2d(
+            x.clone(),
+            weight.clone(),
+            None,
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let sums = [[[
+            [12.0f32, 21.0, 16.0],
+            [27.0, 45.0, 33.0],
+            [24.0, 39.0, 28.0],
+        ]]];
+        y.to_data().assert_eq(&TensorData::from(sums), false);
+        let grads = y.sum().backward();
+        let windows = [[[[4.0f32, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]]];
+        let dx = x.grad(&grads).unwrap().into_data();
+        dx.assert_eq(&TensorData::from(windows), false);
+        let dw = weight.grad(&grads).unwrap().into_data();
+        dw.assert_eq(&TensorData::from(sums), false);
+    }
+}
