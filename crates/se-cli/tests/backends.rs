@@ -12,6 +12,7 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use se_core::{AutodiffKernelBackend, KernelBackend};
 use burn::tensor::{Int, Tensor, TensorData};
 use se_models::interop::{Layout, StateDict, export_state_dict, import_state_dict};
 use se_models::{MODELS, ResNet, ResNetConfig};
@@ -85,7 +86,7 @@ fn input(shape: [usize; 4], seed: u64) -> TensorData {
     )
 }
 
-fn logits<B: Backend>(
+fn logits<B: KernelBackend>(
     config: &ResNetConfig,
     state: &StateDict,
     x: &TensorData,
@@ -132,7 +133,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gradients<'_, B> {
 }
 
 /// One training step's loss and gradients (train mode: BatchNorm uses the batch statistics).
-fn training_step<B: AutodiffBackend>(
+fn training_step<B: AutodiffKernelBackend>(
     config: &ResNetConfig,
     state: &StateDict,
     x: &TensorData,

@@ -177,9 +177,20 @@ pub fn conv2d<B: KernelBackend>(
 #[cfg(feature = "ndarray")]
 impl KernelBackend for burn::backend::NdArray {}
 #[cfg(feature = "wgpu")]
-impl<F, I, BT> KernelBackend for burn::backend::Wgpu<F, I, BT> where Self: Backend {}
+impl<F, I, BT> KernelBackend for burn::backend::Wgpu<F, I, BT>
+where
+    F: burn::backend::wgpu::FloatElement,
+    I: burn::backend::wgpu::IntElement,
+    BT: burn::backend::wgpu::BoolElement,
+{
+}
+// burn-cuda does not re-export the element traits: the precisions `se` offers.
 #[cfg(feature = "cuda")]
-impl<F, I> KernelBackend for burn::backend::Cuda<F, I> where Self: Backend {}
+impl KernelBackend for burn::backend::Cuda<f32> {}
+#[cfg(feature = "cuda")]
+impl KernelBackend for burn::backend::Cuda<burn::tensor::f16> {}
+#[cfg(feature = "cuda")]
+impl KernelBackend for burn::backend::Cuda<burn::tensor::bf16> {}
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
