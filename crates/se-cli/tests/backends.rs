@@ -12,8 +12,8 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use se_core::{AutodiffKernelBackend, KernelBackend};
 use burn::tensor::{Int, Tensor, TensorData};
+use se_core::{AutodiffKernelBackend, KernelBackend};
 use se_models::interop::{Layout, StateDict, export_state_dict, import_state_dict};
 use se_models::{MODELS, ResNet, ResNetConfig};
 

@@ -570,7 +570,7 @@ mod tests {
         }
     }
 
-    /// The block applies BatchNorm and SE in one pass (`norm_then_attention`); it must equal the
+    /// The block applies BatchNorm and SE in one pass (`norm_attention_add_relu`); it must equal the
     /// two steps, in training (batch statistics, gradients) and in inference (running statistics).
     #[test]
     fn fused_norm_and_se_equal_the_two_steps_in_training_and_inference() {

@@ -96,7 +96,7 @@ impl<B: KernelBackend> BatchNorm2d<B> {
     /// The per-channel map `y = scale * x + shift` this layer applies to `x`: from the batch's
     /// statistics under autodiff (updating the running ones), from the running ones otherwise.
     /// Under autodiff it also returns the per-plane means of `x` it computed on the way, which an
-    /// SE module after it can reuse as its squeeze (see `block::norm_then_attention`).
+    /// SE module after it can reuse as its squeeze (see `block::norm_attention_add_relu`).
     pub fn affine(&self, x: Tensor<B, 4>) -> ChannelAffine<B> {
         let device = x.device();
         let (mean, var, plane_means) = if B::ad_enabled(&device) {

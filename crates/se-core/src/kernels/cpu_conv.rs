@@ -11,8 +11,11 @@
 //! is its own column matrix.
 //!
 //! Threads: with at least two images per thread the images run in parallel (one GEMM each, no
-//! synchronisation); with fewer (batch-1 inference), the images run in turn and each GEMM and
-//! im2col is split across the threads instead.
+//! synchronisation); with fewer (batch-1 inference), the images run in turn and each im2col and
+//! GEMM is split across the threads instead (the GEMM in bands of output rows).
+//!
+//! Column matrices live in a per-thread buffer kept between calls; output buffers are allocated
+//! uninitialised and zeroed chunk by chunk inside the parallel loops (see `cpu_planes::uninit`).
 
 use rayon::prelude::*;
 
@@ -26,7 +29,7 @@ pub struct ConvGeometry {
     pub n: usize,
     /// Input channels.
     pub c_in: usize,
-    /// Input height and width.
+    /// Input height.
     pub h: usize,
     /// Input width.
     pub w: usize,
@@ -490,12 +493,15 @@ fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, sp
     if let (Split::Within(threads), Order::RowMajor) = (split, order) {
         let band = a.rows.div_ceil(threads).next_multiple_of(16);
         if band < a.rows {
-            return dst.par_chunks_mut(band * b.cols).enumerate().for_each(|(i, dst)| {
-                let rows = dst.len() / b.cols;
-                let data = &a.data[i * band * a.row_stride..];
-                let a = Mat { data, rows, ..a };
-                gemm_into(dst, order, a, b, accumulate, Split::Images)
-            });
+            return dst
+                .par_chunks_mut(band * b.cols)
+                .enumerate()
+                .for_each(|(i, dst)| {
+                    let rows = dst.len() / b.cols;
+                    let data = &a.data[i * band * a.row_stride..];
+                    let a = Mat { data, rows, ..a };
+                    gemm_into(dst, order, a, b, accumulate, Split::Images)
+                });
         }
     }
     for m in [a, b] {

@@ -2,8 +2,8 @@
 //!
 //! [`KernelBackend`] is a [`Backend`] with the ops a ResNet spends its time in, each with its
 //! gradients: the 2-D convolution, a per-plane affine map `x · a + b` (BatchNorm's
-//! normalisation and SE's scaling, fused as in `block::norm_then_attention`), and per-plane
-//! moments (BatchNorm's statistics). The defaults are Burn's ops, so a backend opts in with an
+//! normalisation, SE's scaling, the residual addition and the ReLU, fused as in
+//! `block::norm_attention_add_relu`), and per-plane moments (BatchNorm's statistics). The defaults are Burn's ops, so a backend opts in with an
 //! empty `impl`; flex overrides them with [`cpu_conv`]'s im2col + GEMM and [`cpu_planes`]'
 //! one-pass parallel loops. `Autodiff<B>` records each kernel as one op whose backward calls
 //! `B`'s gradient kernels: Burn's own autodiff convolution calls Burn's backward, which flex
