@@ -85,6 +85,17 @@ impl ConvGeometry {
 
     fn check(&self, x: Option<&[f32]>, weight: Option<&[f32]>, grad: Option<&[f32]>) {
         assert!(self.groups > 0 && self.c_in % self.groups == 0 && self.c_out % self.groups == 0);
+        for (axis, input) in [self.h, self.w].into_iter().enumerate() {
+            let span = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
+            assert!(
+                input + 2 * self.padding[axis] >= span && self.stride[axis] > 0,
+                "a {:?} kernel does not fit a {}x{} input padded by {:?}",
+                self.kernel,
+                self.h,
+                self.w,
+                self.padding
+            );
+        }
         if let Some(x) = x {
             assert_eq!(x.len(), self.n * self.c_in * self.h * self.w, "input size");
         }
@@ -124,31 +135,16 @@ pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     geometry.check(Some(x), Some(weight), None);
     let g = geometry;
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
-    let mut y = uninit(g.n * out_image);
-    let image = |col: &mut Vec<f32>, x: &[f32], y: &mut [f32], split: Split| {
+    each_image(x, in_image, out_image, |col, x, y, split| {
         for group in 0..g.groups {
             let cols = columns(g, x, group, col, split);
-            let w = &weight[group * g.group_out() * g.col_rows()..][..g.group_out() * g.col_rows()];
-            let y =
-                &mut y[group * g.group_out() * g.out_pixels()..][..g.group_out() * g.out_pixels()];
+            let w = block(weight, group, g.group_out() * g.col_rows());
+            let y = block_mut(y, group, g.group_out() * g.out_pixels());
             let w = Mat::row_major(w, g.group_out(), g.col_rows());
             let cols = Mat::row_major(cols, g.col_rows(), g.out_pixels());
             gemm(y, w, cols, false, split);
         }
-    };
-    match split(g.n) {
-        Split::Images => y
-            .par_chunks_mut(out_image)
-            .zip(x.par_chunks(in_image))
-            .for_each(|(y, x)| with_scratch(|col| image(col, x, zeroed(y), Split::Images))),
-        within => with_scratch(|col| {
-            for (y, x) in y.chunks_mut(out_image).zip(x.chunks(in_image)) {
-                image(col, x, zeroed(y), within);
-            }
-        }),
-    }
-    // SAFETY: every image of `y` went through `zeroed`.
-    unsafe { assume_init(y) }
+    })
 }
 
 /// The gradient of the input, `[n, c_in, h, w]`, given the output's gradient `dy`.
@@ -156,14 +152,11 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
     geometry.check(None, Some(weight), Some(dy));
     let g = geometry;
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
-    let group_in_len = g.group_in() * g.h * g.w;
-    let mut dx = uninit(g.n * in_image);
-    let image = |col: &mut Vec<f32>, dy: &[f32], dx: &mut [f32], split: Split| {
+    each_image(dy, out_image, in_image, |col, dy, dx, split| {
         for group in 0..g.groups {
-            let w = &weight[group * g.group_out() * g.col_rows()..][..g.group_out() * g.col_rows()];
-            let dy =
-                &dy[group * g.group_out() * g.out_pixels()..][..g.group_out() * g.out_pixels()];
-            let dx = &mut dx[group * group_in_len..][..group_in_len];
+            let w = block(weight, group, g.group_out() * g.col_rows());
+            let dy = block(dy, group, g.group_out() * g.out_pixels());
+            let dx = block_mut(dx, group, g.group_in() * g.h * g.w);
             // Wᵀ: [col_rows, group_out], read through strides.
             let wt = Mat::row_major(w, g.group_out(), g.col_rows()).transposed();
             let dy = Mat::row_major(dy, g.group_out(), g.out_pixels());
@@ -175,20 +168,49 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
                 col_to_image(g, col.as_mut_slice(), dx, split);
             }
         }
-    };
-    match split(g.n) {
-        Split::Images => dx
-            .par_chunks_mut(in_image)
-            .zip(dy.par_chunks(out_image))
-            .for_each(|(dx, dy)| with_scratch(|col| image(col, dy, zeroed(dx), Split::Images))),
+    })
+}
+
+/// A new buffer of one `output_image` per image of `input` (`input_image` values each), filled
+/// by `image(scratch, input, output, split)` on each image's input and (zeroed) output: the
+/// images in parallel, or in turn with the work inside each split across the threads (see
+/// [`split`]).
+fn each_image(
+    input: &[f32],
+    input_image: usize,
+    output_image: usize,
+    image: impl Fn(&mut Vec<f32>, &[f32], &mut [f32], Split) + Sync,
+) -> Vec<f32> {
+    let images = input.len() / input_image;
+    let mut output = uninit(images * output_image);
+    match split(images) {
+        Split::Images => output
+            .par_chunks_mut(output_image)
+            .zip(input.par_chunks(input_image))
+            .for_each(|(out, input)| {
+                with_scratch(|col| image(col, input, zeroed(out), Split::Images))
+            }),
         within => with_scratch(|col| {
-            for (dx, dy) in dx.chunks_mut(in_image).zip(dy.chunks(out_image)) {
-                image(col, dy, zeroed(dx), within);
+            let images = output
+                .chunks_mut(output_image)
+                .zip(input.chunks(input_image));
+            for (out, input) in images {
+                image(col, input, zeroed(out), within);
             }
         }),
     }
-    // SAFETY: every image of `dx` went through `zeroed`.
-    unsafe { assume_init(dx) }
+    // SAFETY: every image of `output` went through `zeroed`.
+    unsafe { assume_init(output) }
+}
+
+/// Block `index` of `slice` cut into blocks of `len` (a group's weights or channels).
+fn block(slice: &[f32], index: usize, len: usize) -> &[f32] {
+    &slice[index * len..][..len]
+}
+
+/// [`block`], mutable.
+fn block_mut(slice: &mut [f32], index: usize, len: usize) -> &mut [f32] {
+    &mut slice[index * len..][..len]
 }
 
 /// The gradient of the weight, `[c_out, c_in / groups, kh, kw]`, summed over the batch.
@@ -205,9 +227,8 @@ pub fn weight_grad(geometry: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let image = |col: &mut Vec<f32>, dw: &mut [f32], x: &[f32], dy: &[f32], split: Split| {
         for group in 0..g.groups {
             let cols = columns(g, x, group, col, split);
-            let dy =
-                &dy[group * g.group_out() * g.out_pixels()..][..g.group_out() * g.out_pixels()];
-            let dw = &mut dw[group * group_len..][..group_len];
+            let dy = block(dy, group, g.group_out() * g.out_pixels());
+            let dw = block_mut(dw, group, group_len);
             let dy = Mat::row_major(dy, g.group_out(), g.out_pixels());
             let cols_t = Mat::row_major(cols, g.col_rows(), g.out_pixels()).transposed();
             gemm_into(dw, Order::ColMajor, dy, cols_t, true, split);
@@ -273,7 +294,7 @@ fn columns<'a>(
     col: &'a mut Vec<f32>,
     split: Split,
 ) -> &'a [f32] {
-    let planes = &image[group * g.group_in() * g.h * g.w..][..g.group_in() * g.h * g.w];
+    let planes = block(image, group, g.group_in() * g.h * g.w);
     if g.is_pointwise() {
         return planes;
     }
@@ -351,14 +372,15 @@ fn col_to_image(g: &ConvGeometry, col: &mut [f32], dx: &mut [f32], split: Split)
             }
         }
     };
-    let channel_rows = col
-        .chunks_mut(taps.len() * pixels)
-        .zip(dx.chunks_mut(g.h * g.w));
+    let (channel_rows, plane) = (taps.len() * pixels, g.h * g.w);
     match split {
-        Split::Images => channel_rows.for_each(fold),
+        Split::Images => col
+            .chunks_mut(channel_rows)
+            .zip(dx.chunks_mut(plane))
+            .for_each(fold),
         Split::Within(_) => col
-            .par_chunks_mut(taps.len() * pixels)
-            .zip(dx.par_chunks_mut(g.h * g.w))
+            .par_chunks_mut(channel_rows)
+            .zip(dx.par_chunks_mut(plane))
             .for_each(fold),
     }
 }

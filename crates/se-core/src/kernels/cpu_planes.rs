@@ -196,19 +196,28 @@ fn check(x: &[f32], per_plane: &[&[f32]], plane_len: usize) {
     }
 }
 
-/// A sum in 16 independent lanes, so that it vectorises (a single running `f32` sum has a fixed
-/// order the compiler must keep).
-fn sum(x: &[f32]) -> f32 {
+/// `Σ f(v)` over `x` in 16 independent lanes, so that it vectorises (a single running `f32` sum
+/// has a fixed order the compiler must keep).
+fn sum_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; 16];
     let chunks = x.chunks_exact(16);
-    let rest: f32 = chunks.remainder().iter().sum();
+    let rest: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
     for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
+        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += f(*v));
     }
     lanes.iter().sum::<f32>() + rest
 }
 
-/// `Σ a·b` in 16 independent lanes (see [`sum`]).
+fn sum(x: &[f32]) -> f32 {
+    sum_of(x, |v| v)
+}
+
+/// `Σ (x - mean)²`.
+fn squares_around(x: &[f32], mean: f32) -> f32 {
+    sum_of(x, |v| (v - mean) * (v - mean))
+}
+
+/// `Σ a·b` in 16 independent lanes (see [`sum_of`]).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -222,24 +231,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         for i in 0..16 {
             lanes[i] += a[i] * b[i];
         }
-    }
-    lanes.iter().sum::<f32>() + rest
-}
-
-/// `Σ (x - mean)²` in 16 independent lanes (see [`sum`]).
-fn squares_around(x: &[f32], mean: f32) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let rest: f32 = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum();
-    for chunk in chunks {
-        lanes
-            .iter_mut()
-            .zip(chunk)
-            .for_each(|(l, v)| *l += (v - mean) * (v - mean));
     }
     lanes.iter().sum::<f32>() + rest
 }

@@ -160,10 +160,8 @@ pub fn conv2d<B: KernelBackend>(
     bias: Option<Tensor<B, 1>>,
     options: ConvOptions<2>,
 ) -> Tensor<B, 4> {
-    let x = x.into_primitive().tensor();
-    let weight = weight.into_primitive().tensor();
-    let y =
-        Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(B::convolution(x, weight, options)));
+    let [x, weight] = [x, weight].map(|t| t.into_primitive().tensor());
+    let y: Tensor<B, 4> = float(B::convolution(x, weight, options));
     match bias {
         Some(bias) => {
             let channels = bias.dims()[0];
@@ -335,6 +333,26 @@ mod tests {
             assert_close(scale.grad(&ours).unwrap(), scale.grad(&burns).unwrap());
             assert_close(shift.grad(&ours).unwrap(), shift.grad(&burns).unwrap());
         }
+    }
+
+    /// A kernel larger than the padded input is refused with a message, not an arithmetic
+    /// overflow.
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn a_kernel_larger_than_the_input_is_refused() {
+        let g = cpu_conv::ConvGeometry {
+            n: 1,
+            c_in: 1,
+            h: 2,
+            w: 2,
+            c_out: 1,
+            kernel: [5, 5],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        cpu_conv::forward(&g, &[0.0; 4], &[0.0; 25]);
     }
 
     /// Exact values on a tiny case, worked by hand: a 3x3 all-ones kernel with padding 1 sums
