@@ -527,10 +527,6 @@ fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, sp
             assert!((m.rows - 1) * m.row_stride + (m.cols - 1) * m.col_stride < m.data.len());
         }
     }
-    let parallelism = match split {
-        Split::Images => gemm::Parallelism::None,
-        Split::Within(threads) => gemm::Parallelism::Rayon(threads),
-    };
     let (dst_col_stride, dst_row_stride) = match order {
         Order::RowMajor => (1, b.cols as isize),
         Order::ColMajor => (a.rows as isize, 1),
@@ -557,7 +553,10 @@ fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, sp
             false,
             false,
             false,
-            parallelism,
+            // Never gemm's own rayon split: under concurrent callers (the test harness runs
+            // tests in parallel) it gave wrong, run-to-run different products, seen as a
+            // flaky ndarray/flex gradient test; the band split above is the parallelism.
+            gemm::Parallelism::None,
         )
     }
 }
