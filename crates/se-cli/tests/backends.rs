@@ -13,7 +13,6 @@ use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use se_core::{AutodiffKernelBackend, KernelBackend};
 use se_models::interop::{Layout, StateDict, export_state_dict, import_state_dict};
 use se_models::{MODELS, ResNet, ResNetConfig};
 
@@ -86,7 +85,7 @@ fn input(shape: [usize; 4], seed: u64) -> TensorData {
     )
 }
 
-fn logits<B: KernelBackend>(
+fn logits<B: Backend>(
     config: &ResNetConfig,
     state: &StateDict,
     x: &TensorData,
@@ -133,7 +132,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gradients<'_, B> {
 }
 
 /// One training step's loss and gradients (train mode: BatchNorm uses the batch statistics).
-fn training_step<B: AutodiffKernelBackend>(
+fn training_step<B: AutodiffBackend>(
     config: &ResNetConfig,
     state: &StateDict,
     x: &TensorData,
@@ -191,14 +190,14 @@ fn step_models() -> Vec<(&'static str, ResNetConfig)> {
         ..config
     };
     vec![
-        ("se_resnet20", se_models::se_resnet20()),
+        ("se_resnet20", se_models::zoo::se_resnet20()),
         (
             "se_resnet50 (1 block per stage)",
-            shallow(se_models::se_resnet50()).with_num_classes(10),
+            shallow(se_models::zoo::se_resnet50()).with_num_classes(10),
         ),
         (
             "se_resnext50_32x4d (1 block per stage)",
-            shallow(se_models::se_resnext50_32x4d()).with_num_classes(10),
+            shallow(se_models::zoo::se_resnext50_32x4d()).with_num_classes(10),
         ),
     ]
 }
@@ -229,7 +228,7 @@ fn ndarray_and_flex_take_the_same_training_step() {
 /// The eval-mode model (`valid()`) of an autodiff model gives the inference backend's logits.
 #[test]
 fn the_autodiff_model_in_eval_mode_matches_inference() {
-    let config = se_models::se_resnet20();
+    let config = se_models::zoo::se_resnet20();
     let state = weights(&config, 9);
     let x = input([2, 3, 32, 32], 1);
     let device = Default::default();
@@ -266,9 +265,9 @@ mod wgpu {
     fn wgpu_gives_flexs_logits() {
         let x = input([2, 3, 32, 32], 7);
         let models = [
-            ("se_resnet20", se_models::se_resnet20()),
-            ("se_resnet50", se_models::se_resnet50()),
-            ("se_resnext50_32x4d", se_models::se_resnext50_32x4d()),
+            ("se_resnet20", se_models::zoo::se_resnet20()),
+            ("se_resnet50", se_models::zoo::se_resnet50()),
+            ("se_resnext50_32x4d", se_models::zoo::se_resnext50_32x4d()),
         ];
         for (name, config) in models {
             let state = weights(&config, 11);

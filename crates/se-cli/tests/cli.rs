@@ -105,6 +105,10 @@ fn train_then_eval_and_predict_digits() {
         "plain progress lines when not a terminal: {stdout}"
     );
     assert!(stdout.contains("test top-1"), "{stdout}");
+    // The metrics table, without Burn's dump of the module tree above it.
+    assert!(stdout.contains("Learner Summary"), "{stdout}");
+    assert!(stdout.contains("| Train | Loss"), "{stdout}");
+    assert!(!stdout.contains("Model:") && !stdout.contains("BatchNorm"), "{stdout}");
 
     let output = se(&["eval", "--run-dir", "run"], dir.path());
     let (stdout, stderr) = text(&output);
@@ -240,7 +244,7 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let device = Default::default();
     // A timm-layout checkpoint of se_resnet20 with random weights, written by the library.
-    let model = se_models::se_resnet20().init::<Flex>(&device);
+    let model = se_models::zoo::se_resnet20().init::<Flex>(&device);
     let checkpoint = export_state_dict(&model, Layout::Timm);
     write_safetensors(&checkpoint, &dir.path().join("w.safetensors")).unwrap();
     let values: Vec<f32> = (0..2 * 3 * 32 * 32)

@@ -46,7 +46,7 @@ fn mpirun(ranks: usize) -> Command {
 fn model_config() -> ResNetConfig {
     ResNetConfig {
         layers: vec![1, 1, 1],
-        ..se_models::se_resnet20()
+        ..se_models::zoo::se_resnet20()
     }
 }
 

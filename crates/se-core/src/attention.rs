@@ -19,7 +19,6 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, linear};
-use crate::kernels::KernelBackend;
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig, scale_planes};
 use crate::squeeze_excitation::{SqueezeExcitation, SqueezeExcitationConfig, make_divisible};
 
@@ -95,7 +94,7 @@ pub struct Eca<B: Backend> {
     pub conv: Conv1d<B>,
 }
 
-impl<B: KernelBackend> Eca<B> {
+impl<B: Backend> Eca<B> {
     /// Channel weights `[N, C]`.
     pub fn excitation(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let (avg, _) = pooled(x);
@@ -135,7 +134,7 @@ fn spatial_se_complexity(channels: usize, size: Size) -> Complexity {
     }
 }
 
-impl<B: KernelBackend> SpatialSe<B> {
+impl<B: Backend> SpatialSe<B> {
     /// Position weights `[N, 1, H, W]`.
     pub fn excitation(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         sigmoid(self.conv.forward(x))
@@ -182,7 +181,7 @@ pub struct Scse<B: Backend> {
     pub merge: ScseMerge,
 }
 
-impl<B: KernelBackend> Scse<B> {
+impl<B: Backend> Scse<B> {
     /// `[N, C, H, W] → [N, C, H, W]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let channel = self.cse.forward(x.clone());
@@ -262,7 +261,7 @@ pub struct Cbam<B: Backend> {
     pub spatial_bn: BatchNorm2d<B>,
 }
 
-impl<B: KernelBackend> Cbam<B> {
+impl<B: Backend> Cbam<B> {
     /// Channel weights `[N, C]`: `sigmoid(mlp(avg) + mlp(max))`.
     pub fn channel_weights(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let (avg, max) = pooled(x);
@@ -357,7 +356,7 @@ pub enum Attention<B: Backend> {
     Cbam(Cbam<B>),
 }
 
-impl<B: KernelBackend> Attention<B> {
+impl<B: Backend> Attention<B> {
     /// Re-weights `x`; the output has the input's shape.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match self {

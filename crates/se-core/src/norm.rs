@@ -12,7 +12,7 @@ use burn::module::{Module, Param, RunningState};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::kernels::{KernelBackend, plane_affine, plane_moments};
+use se_kernels::{plane_affine, plane_moments};
 
 /// Multiplies every `[H, W]` plane of `x` by its own factor, and adds its own offset if given:
 /// one [`plane_affine`] kernel.
@@ -21,7 +21,7 @@ use crate::kernels::{KernelBackend, plane_affine, plane_moments};
 /// - `x`: `[N, C, H, W]`
 /// - `scale`, `shift`: `[N, C]`
 /// - output: `[N, C, H, W]`
-pub fn scale_planes<B: KernelBackend>(
+pub fn scale_planes<B: Backend>(
     x: Tensor<B, 4>,
     scale: Tensor<B, 2>,
     shift: Option<Tensor<B, 2>>,
@@ -75,7 +75,7 @@ pub struct BatchNorm2d<B: Backend> {
     pub epsilon: f64,
 }
 
-impl<B: KernelBackend> BatchNorm2d<B> {
+impl<B: Backend> BatchNorm2d<B> {
     /// Normalises with the batch's statistics when training (autodiff backend) and the running
     /// ones otherwise, then scales and shifts.
     ///
@@ -162,7 +162,7 @@ pub struct ChannelAffine<B: Backend> {
     pub plane_means: Option<Tensor<B, 2>>,
 }
 
-impl<B: KernelBackend> ChannelAffine<B> {
+impl<B: Backend> ChannelAffine<B> {
     /// `scale * x + shift`, channel by channel.
     ///
     /// # Shapes

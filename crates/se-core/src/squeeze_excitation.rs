@@ -10,7 +10,6 @@ use burn::tensor::activation::{relu, sigmoid, tanh};
 use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, linear};
-use crate::kernels::KernelBackend;
 use crate::norm::scale_planes;
 
 /// How the squeeze step summarises each channel's spatial map into one number.
@@ -155,7 +154,7 @@ pub struct SqueezeExcitation<B: Backend> {
     pub gate: Gate,
 }
 
-impl<B: KernelBackend> SqueezeExcitation<B> {
+impl<B: Backend> SqueezeExcitation<B> {
     /// Squeeze: one descriptor per channel.
     ///
     /// # Shapes

@@ -13,7 +13,7 @@ use se_core::block::{conv, conv_forward};
 use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
 use se_core::{
     BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig, BottleneckConfig,
-    KernelBackend, ResidualBlock,
+    ResidualBlock,
 };
 
 /// The stem that turns the input image into the first stage's feature map.
@@ -301,7 +301,7 @@ pub struct ResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
-impl<B: KernelBackend> ResNet<B> {
+impl<B: Backend> ResNet<B> {
     /// The feature map after the last stage.
     ///
     /// # Shapes

@@ -88,137 +88,6 @@ fn legacy_se_resnext(layers: [usize; 4]) -> ResNetConfig {
         .with_attention(paper_se())
 }
 
-/// Cadene/Caffe SE-ResNet-50 (`pretrainedmodels.se_resnet50`, timm `legacy_seresnet50`).
-pub fn legacy_se_resnet50() -> ResNetConfig {
-    legacy_se_resnet([3, 4, 6, 3])
-}
-/// Cadene/Caffe SE-ResNet-101.
-pub fn legacy_se_resnet101() -> ResNetConfig {
-    legacy_se_resnet([3, 4, 23, 3])
-}
-/// Cadene/Caffe SE-ResNet-152.
-pub fn legacy_se_resnet152() -> ResNetConfig {
-    legacy_se_resnet([3, 8, 36, 3])
-}
-/// Cadene/Caffe SE-ResNeXt-50 (32x4d) (`pretrainedmodels.se_resnext50_32x4d`).
-pub fn legacy_se_resnext50_32x4d() -> ResNetConfig {
-    legacy_se_resnext([3, 4, 6, 3])
-}
-/// Cadene/Caffe SE-ResNeXt-101 (32x4d).
-pub fn legacy_se_resnext101_32x4d() -> ResNetConfig {
-    legacy_se_resnext([3, 4, 23, 3])
-}
-
-pub fn resnet18() -> ResNetConfig {
-    imagenet(BlockKind::Basic, [2, 2, 2, 2])
-}
-pub fn resnet34() -> ResNetConfig {
-    imagenet(BlockKind::Basic, [3, 4, 6, 3])
-}
-pub fn resnet50() -> ResNetConfig {
-    imagenet(BlockKind::Bottleneck, [3, 4, 6, 3])
-}
-pub fn resnet101() -> ResNetConfig {
-    imagenet(BlockKind::Bottleneck, [3, 4, 23, 3])
-}
-pub fn resnet152() -> ResNetConfig {
-    imagenet(BlockKind::Bottleneck, [3, 8, 36, 3])
-}
-pub fn resnext50_32x4d() -> ResNetConfig {
-    resnext([3, 4, 6, 3])
-}
-pub fn resnext101_32x4d() -> ResNetConfig {
-    resnext([3, 4, 23, 3])
-}
-pub fn se_resnet18() -> ResNetConfig {
-    resnet18().with_attention(timm_se())
-}
-pub fn se_resnet34() -> ResNetConfig {
-    resnet34().with_attention(timm_se())
-}
-pub fn se_resnet50() -> ResNetConfig {
-    resnet50().with_attention(timm_se())
-}
-pub fn se_resnet101() -> ResNetConfig {
-    resnet101().with_attention(timm_se())
-}
-pub fn se_resnet152() -> ResNetConfig {
-    resnet152().with_attention(timm_se())
-}
-pub fn se_resnext50_32x4d() -> ResNetConfig {
-    resnext50_32x4d().with_attention(timm_se())
-}
-pub fn se_resnext101_32x4d() -> ResNetConfig {
-    resnext101_32x4d().with_attention(timm_se())
-}
-pub fn resnet20() -> ResNetConfig {
-    cifar(BlockKind::Basic, 20)
-}
-pub fn resnet32() -> ResNetConfig {
-    cifar(BlockKind::Basic, 32)
-}
-pub fn resnet44() -> ResNetConfig {
-    cifar(BlockKind::Basic, 44)
-}
-pub fn resnet56() -> ResNetConfig {
-    cifar(BlockKind::Basic, 56)
-}
-pub fn resnet110() -> ResNetConfig {
-    cifar(BlockKind::Basic, 110)
-}
-pub fn resnet164() -> ResNetConfig {
-    cifar(BlockKind::Bottleneck, 164)
-}
-pub fn se_resnet20() -> ResNetConfig {
-    resnet20().with_attention(paper_se())
-}
-pub fn se_resnet32() -> ResNetConfig {
-    resnet32().with_attention(paper_se())
-}
-pub fn se_resnet44() -> ResNetConfig {
-    resnet44().with_attention(paper_se())
-}
-pub fn se_resnet56() -> ResNetConfig {
-    resnet56().with_attention(paper_se())
-}
-pub fn se_resnet110() -> ResNetConfig {
-    resnet110().with_attention(paper_se())
-}
-pub fn se_resnet164() -> ResNetConfig {
-    resnet164().with_attention(paper_se())
-}
-
-/// Defines `name() = base().with_attention(attention())` for each line.
-macro_rules! with_attention {
-    ($($name:ident = $base:ident + $attention:ident;)+) => {
-        $(
-            #[doc = concat!("`", stringify!($base), "` with `", stringify!($attention), "` attention in every block.")]
-            pub fn $name() -> ResNetConfig {
-                $base().with_attention($attention())
-            }
-        )+
-    };
-}
-
-with_attention! {
-    eca_resnet18 = resnet18 + eca; eca_resnet34 = resnet34 + eca; eca_resnet50 = resnet50 + eca;
-    eca_resnet101 = resnet101 + eca;
-    sse_resnet18 = resnet18 + sse; sse_resnet34 = resnet34 + sse; sse_resnet50 = resnet50 + sse;
-    sse_resnet101 = resnet101 + sse;
-    scse_resnet18 = resnet18 + scse; scse_resnet34 = resnet34 + scse; scse_resnet50 = resnet50 + scse;
-    scse_resnet101 = resnet101 + scse;
-    cbam_resnet18 = resnet18 + cbam; cbam_resnet34 = resnet34 + cbam; cbam_resnet50 = resnet50 + cbam;
-    cbam_resnet101 = resnet101 + cbam;
-    eca_resnet20 = resnet20 + eca; eca_resnet32 = resnet32 + eca; eca_resnet56 = resnet56 + eca;
-    eca_resnet110 = resnet110 + eca;
-    sse_resnet20 = resnet20 + sse; sse_resnet32 = resnet32 + sse; sse_resnet56 = resnet56 + sse;
-    sse_resnet110 = resnet110 + sse;
-    scse_resnet20 = resnet20 + cifar_scse; scse_resnet32 = resnet32 + cifar_scse;
-    scse_resnet56 = resnet56 + cifar_scse; scse_resnet110 = resnet110 + cifar_scse;
-    cbam_resnet20 = resnet20 + cbam; cbam_resnet32 = resnet32 + cbam; cbam_resnet56 = resnet56 + cbam;
-    cbam_resnet110 = resnet110 + cbam;
-}
-
 /// Which input a registered model was designed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -239,8 +108,18 @@ pub struct ModelEntry {
     pub config: fn() -> ResNetConfig,
 }
 
-macro_rules! registry {
-    ($($family:ident: $($name:ident),+;)+) => {
+/// The one place a model is added: each row `name = config;` under its family makes the
+/// constructor `name()` and its entry in [`MODELS`] (docs/models.md).
+macro_rules! models {
+    ($($family:ident { $($(#[$doc:meta])* $name:ident = $config:expr;)+ })+) => {
+        $($(
+            $(#[$doc])*
+            #[doc = concat!("\n\nRegistered as `", stringify!($name), "`: `", stringify!($config), "`.")]
+            pub fn $name() -> ResNetConfig {
+                $config
+            }
+        )+)+
+
         /// Every registered model, in table order.
         pub const MODELS: &[ModelEntry] = &[
             $($(ModelEntry { name: stringify!($name), family: Family::$family, config: $name },)+)+
@@ -248,21 +127,109 @@ macro_rules! registry {
     };
 }
 
-registry! {
-    ImageNet: resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x4d,
-        se_resnet18, se_resnet34, se_resnet50, se_resnet101, se_resnet152, se_resnext50_32x4d,
-        se_resnext101_32x4d, legacy_se_resnet50, legacy_se_resnet101, legacy_se_resnet152,
-        legacy_se_resnext50_32x4d, legacy_se_resnext101_32x4d;
-    Cifar: resnet20, resnet32, resnet44, resnet56, resnet110, resnet164,
-        se_resnet20, se_resnet32, se_resnet44, se_resnet56, se_resnet110, se_resnet164;
-    ImageNet: eca_resnet18, eca_resnet34, eca_resnet50, eca_resnet101,
-        sse_resnet18, sse_resnet34, sse_resnet50, sse_resnet101,
-        scse_resnet18, scse_resnet34, scse_resnet50, scse_resnet101,
-        cbam_resnet18, cbam_resnet34, cbam_resnet50, cbam_resnet101;
-    Cifar: eca_resnet20, eca_resnet32, eca_resnet56, eca_resnet110,
-        sse_resnet20, sse_resnet32, sse_resnet56, sse_resnet110,
-        scse_resnet20, scse_resnet32, scse_resnet56, scse_resnet110,
-        cbam_resnet20, cbam_resnet32, cbam_resnet56, cbam_resnet110;
+models! {
+    ImageNet {
+        /// ResNet-18 (He et al. 2016; torchvision `resnet18`).
+        resnet18 = imagenet(BlockKind::Basic, [2, 2, 2, 2]);
+        /// ResNet-34.
+        resnet34 = imagenet(BlockKind::Basic, [3, 4, 6, 3]);
+        /// ResNet-50.
+        resnet50 = imagenet(BlockKind::Bottleneck, [3, 4, 6, 3]);
+        /// ResNet-101.
+        resnet101 = imagenet(BlockKind::Bottleneck, [3, 4, 23, 3]);
+        /// ResNet-152.
+        resnet152 = imagenet(BlockKind::Bottleneck, [3, 8, 36, 3]);
+        /// ResNeXt-50 (32x4d) (Xie et al. 2017).
+        resnext50_32x4d = resnext([3, 4, 6, 3]);
+        /// ResNeXt-101 (32x4d).
+        resnext101_32x4d = resnext([3, 4, 23, 3]);
+        /// SE-ResNet-18 (timm `seresnet18`).
+        se_resnet18 = resnet18().with_attention(timm_se());
+        /// SE-ResNet-34 (timm `seresnet34`).
+        se_resnet34 = resnet34().with_attention(timm_se());
+        /// SE-ResNet-50 (timm `seresnet50`).
+        se_resnet50 = resnet50().with_attention(timm_se());
+        /// SE-ResNet-101 (timm `seresnet101`).
+        se_resnet101 = resnet101().with_attention(timm_se());
+        /// SE-ResNet-152 (timm `seresnet152`).
+        se_resnet152 = resnet152().with_attention(timm_se());
+        /// SE-ResNeXt-50 (32x4d) (timm `seresnext50_32x4d`).
+        se_resnext50_32x4d = resnext50_32x4d().with_attention(timm_se());
+        /// SE-ResNeXt-101 (32x4d) (timm `seresnext101_32x4d`).
+        se_resnext101_32x4d = resnext101_32x4d().with_attention(timm_se());
+        /// Cadene/Caffe SE-ResNet-50 (`pretrainedmodels.se_resnet50`, timm `legacy_seresnet50`).
+        legacy_se_resnet50 = legacy_se_resnet([3, 4, 6, 3]);
+        /// Cadene/Caffe SE-ResNet-101.
+        legacy_se_resnet101 = legacy_se_resnet([3, 4, 23, 3]);
+        /// Cadene/Caffe SE-ResNet-152.
+        legacy_se_resnet152 = legacy_se_resnet([3, 8, 36, 3]);
+        /// Cadene/Caffe SE-ResNeXt-50 (32x4d) (`pretrainedmodels.se_resnext50_32x4d`).
+        legacy_se_resnext50_32x4d = legacy_se_resnext([3, 4, 6, 3]);
+        /// Cadene/Caffe SE-ResNeXt-101 (32x4d).
+        legacy_se_resnext101_32x4d = legacy_se_resnext([3, 4, 23, 3]);
+    }
+    Cifar {
+        /// CIFAR ResNet-20 (He et al. 2016, §4.2).
+        resnet20 = cifar(BlockKind::Basic, 20);
+        /// CIFAR ResNet-32.
+        resnet32 = cifar(BlockKind::Basic, 32);
+        /// CIFAR ResNet-44.
+        resnet44 = cifar(BlockKind::Basic, 44);
+        /// CIFAR ResNet-56.
+        resnet56 = cifar(BlockKind::Basic, 56);
+        /// CIFAR ResNet-110.
+        resnet110 = cifar(BlockKind::Basic, 110);
+        /// CIFAR ResNet-164 (bottleneck blocks).
+        resnet164 = cifar(BlockKind::Bottleneck, 164);
+        /// CIFAR SE-ResNet-20 (SE reduction exactly C/16, as the paper).
+        se_resnet20 = resnet20().with_attention(paper_se());
+        /// CIFAR SE-ResNet-32.
+        se_resnet32 = resnet32().with_attention(paper_se());
+        /// CIFAR SE-ResNet-44.
+        se_resnet44 = resnet44().with_attention(paper_se());
+        /// CIFAR SE-ResNet-56.
+        se_resnet56 = resnet56().with_attention(paper_se());
+        /// CIFAR SE-ResNet-110.
+        se_resnet110 = resnet110().with_attention(paper_se());
+        /// CIFAR SE-ResNet-164.
+        se_resnet164 = resnet164().with_attention(paper_se());
+    }
+    ImageNet {
+        eca_resnet18 = resnet18().with_attention(eca());
+        eca_resnet34 = resnet34().with_attention(eca());
+        eca_resnet50 = resnet50().with_attention(eca());
+        eca_resnet101 = resnet101().with_attention(eca());
+        sse_resnet18 = resnet18().with_attention(sse());
+        sse_resnet34 = resnet34().with_attention(sse());
+        sse_resnet50 = resnet50().with_attention(sse());
+        sse_resnet101 = resnet101().with_attention(sse());
+        scse_resnet18 = resnet18().with_attention(scse());
+        scse_resnet34 = resnet34().with_attention(scse());
+        scse_resnet50 = resnet50().with_attention(scse());
+        scse_resnet101 = resnet101().with_attention(scse());
+        cbam_resnet18 = resnet18().with_attention(cbam());
+        cbam_resnet34 = resnet34().with_attention(cbam());
+        cbam_resnet50 = resnet50().with_attention(cbam());
+        cbam_resnet101 = resnet101().with_attention(cbam());
+    }
+    Cifar {
+        eca_resnet20 = resnet20().with_attention(eca());
+        eca_resnet32 = resnet32().with_attention(eca());
+        eca_resnet56 = resnet56().with_attention(eca());
+        eca_resnet110 = resnet110().with_attention(eca());
+        sse_resnet20 = resnet20().with_attention(sse());
+        sse_resnet32 = resnet32().with_attention(sse());
+        sse_resnet56 = resnet56().with_attention(sse());
+        sse_resnet110 = resnet110().with_attention(sse());
+        scse_resnet20 = resnet20().with_attention(cifar_scse());
+        scse_resnet32 = resnet32().with_attention(cifar_scse());
+        scse_resnet56 = resnet56().with_attention(cifar_scse());
+        scse_resnet110 = resnet110().with_attention(cifar_scse());
+        cbam_resnet20 = resnet20().with_attention(cbam());
+        cbam_resnet32 = resnet32().with_attention(cbam());
+        cbam_resnet56 = resnet56().with_attention(cbam());
+        cbam_resnet110 = resnet110().with_attention(cbam());
+    }
 }
 
 /// A model name the registry does not know.

@@ -43,13 +43,13 @@ fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
             "timm_se_resnet",
             "pth",
             Layout::Timm,
-            small(se_models::se_resnet50(), [8, 16, 32, 64], 64),
+            small(se_models::zoo::se_resnet50(), [8, 16, 32, 64], 64),
         ),
         (
             "timm_se_resnext",
             "safetensors",
             Layout::Timm,
-            small(se_models::se_resnext50_32x4d(), [16, 32, 64, 128], 64)
+            small(se_models::zoo::se_resnext50_32x4d(), [16, 32, 64, 128], 64)
                 .with_groups(4)
                 .with_base_width(8),
         ),
@@ -57,32 +57,32 @@ fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
             "timm_eca_resnet",
             "safetensors",
             Layout::Timm,
-            small(se_models::eca_resnet18(), [8, 16, 32, 64], 64),
+            small(se_models::zoo::eca_resnet18(), [8, 16, 32, 64], 64),
         ),
         (
             "timm_cbam_resnet",
             "safetensors",
             Layout::Timm,
-            small(se_models::cbam_resnet18(), [8, 16, 32, 64], 64),
+            small(se_models::zoo::cbam_resnet18(), [8, 16, 32, 64], 64),
         ),
         (
             "torchvision_resnet",
             "pth",
             Layout::Torchvision,
-            small(se_models::resnet18(), [8, 16, 32, 64], 64),
+            small(se_models::zoo::resnet18(), [8, 16, 32, 64], 64),
         ),
         (
             "cadene_se_resnet",
             "pth",
             Layout::Cadene,
-            small(se_models::legacy_se_resnet50(), [4, 8, 16, 32], 8),
+            small(se_models::zoo::legacy_se_resnet50(), [4, 8, 16, 32], 8),
         ),
         (
             "cadene_se_resnext",
             "pth",
             Layout::Cadene,
             small(
-                se_models::legacy_se_resnext50_32x4d(),
+                se_models::zoo::legacy_se_resnext50_32x4d(),
                 [16, 32, 64, 128],
                 32,
             )
@@ -177,7 +177,7 @@ fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
     let path = fixture("timm_se_resnet.pth");
     // Five classes instead of ten, and no SE: a head of the wrong shape, and SE tensors with no
     // place in the model.
-    let config = small(se_models::resnet50(), [8, 16, 32, 64], 64).with_num_classes(5);
+    let config = small(se_models::zoo::resnet50(), [8, 16, 32, 64], 64).with_num_classes(5);
     let error = load_pytorch(
         config.init::<B>(&Default::default()),
         &path,
@@ -231,7 +231,7 @@ fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
 fn missing_keys_are_listed_with_the_models_shapes() {
     let mut state = read_state_dict(&fixture("torchvision_resnet.pth")).unwrap();
     state.remove("layer2.0.downsample.1.running_var");
-    let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
+    let config = small(se_models::zoo::resnet18(), [8, 16, 32, 64], 64);
     let mismatch = import_state_dict(
         config.init::<B>(&Default::default()),
         &state,
@@ -253,7 +253,7 @@ fn keys_under_a_training_checkpoint_prefix_are_found() {
         .into_iter()
         .map(|(k, v)| (format!("state_dict.module.{k}"), v))
         .collect();
-    let config = small(se_models::resnet18(), [8, 16, 32, 64], 64);
+    let config = small(se_models::zoo::resnet18(), [8, 16, 32, 64], 64);
     let (_, report) = import_state_dict(
         config.init::<B>(&Default::default()),
         &wrapped,
@@ -266,24 +266,32 @@ fn keys_under_a_training_checkpoint_prefix_are_found() {
 
 #[test]
 fn the_layout_must_match_the_architecture() {
-    let message = Layout::Cadene.check(&se_models::se_resnet50()).unwrap_err();
+    let message = Layout::Cadene
+        .check(&se_models::zoo::se_resnet50())
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("legacy_se_resnet50"), "{message}");
     assert!(
         Layout::Timm
-            .check(&se_models::legacy_se_resnet50())
+            .check(&se_models::zoo::legacy_se_resnet50())
             .is_err()
     );
     assert!(
         Layout::Torchvision
-            .check(&se_models::se_resnet50())
+            .check(&se_models::zoo::se_resnet50())
             .is_err()
     );
-    assert!(Layout::Torchvision.check(&se_models::resnet50()).is_ok());
+    assert!(
+        Layout::Torchvision
+            .check(&se_models::zoo::resnet50())
+            .is_ok()
+    );
     assert_eq!("cadene".parse::<Layout>(), Ok(Layout::Cadene));
     assert!(
         "keras"
             .parse::<Layout>()
             .unwrap_err()
+            .to_string()
             .contains("timm, torchvision, cadene")
     );
 }

@@ -184,8 +184,10 @@ fn multiply_adds_match_torchvision_published_figures() {
         let ours = macs as f64 / 1e9;
         assert!((ours - gmacs).abs() < 0.01, "{name}: {ours:.3} vs {gmacs}");
     }
-    let plain = se_models::resnet50().total_complexity([224, 224]).macs;
-    let se = se_models::se_resnet50().total_complexity([224, 224]).macs;
+    let plain = se_models::zoo::resnet50().total_complexity([224, 224]).macs;
+    let se = se_models::zoo::se_resnet50()
+        .total_complexity([224, 224])
+        .macs;
     // The paper: SE-ResNet-50 costs 3.87 vs 3.86 GFLOPs, i.e. about 0.01 G (0.26%) more.
     let extra = (se - plain) as f64 / 1e9;
     assert!((0.005..0.02).contains(&extra), "SE adds {extra} GMACs");
@@ -193,7 +195,7 @@ fn multiply_adds_match_torchvision_published_figures() {
 
 #[test]
 fn stage_table_follows_the_feature_map_through_the_network() {
-    let parts = se_models::se_resnet50().complexity([224, 224]);
+    let parts = se_models::zoo::se_resnet50().complexity([224, 224]);
     let names: Vec<_> = parts.iter().map(|part| part.name).collect();
     assert_eq!(
         names,
@@ -212,7 +214,7 @@ fn stage_table_follows_the_feature_map_through_the_network() {
         ]
     );
     // The Caffe stem (Cadene's port) reaches the same 56x56 with an unpadded, ceil-mode pool.
-    let caffe = se_models::se_resnet50()
+    let caffe = se_models::zoo::se_resnet50()
         .with_stem(Stem::Caffe)
         .complexity([224, 224]);
     assert_eq!(caffe[0].output, [64, 56, 56]);
@@ -292,14 +294,14 @@ fn assert_gradients_reach_every_parameter(config: ResNetConfig, input: [usize; 4
 fn gradients_reach_every_parameter() {
     // Every block kind, SE placement and shortcut type, kept small.
     assert_gradients_reach_every_parameter(
-        with_layers(se_models::se_resnet20(), &[1, 1, 1]).with_in_channels(1),
+        with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]).with_in_channels(1),
         [2, 1, 12, 12],
     );
     assert_gradients_reach_every_parameter(
-        with_layers(se_models::se_resnext50_32x4d(), &[1, 1]).with_num_classes(5),
+        with_layers(se_models::zoo::se_resnext50_32x4d(), &[1, 1]).with_num_classes(5),
         [2, 3, 32, 32],
     );
-    let mut pre = with_layers(se_models::se_resnet20(), &[1, 1, 1]);
+    let mut pre = with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]);
     pre.attention.placement = se_core::SePlacement::Pre;
     assert_gradients_reach_every_parameter(pre, [2, 3, 8, 8]);
 }
@@ -326,7 +328,7 @@ fn gradients_reach_every_parameter_of_every_attention_model() {
 #[test]
 fn batch_norm_uses_batch_statistics_in_training_and_running_ones_in_eval() {
     let device = Default::default();
-    let model = with_layers(se_models::se_resnet20(), &[1, 1, 1]).init::<AD>(&device);
+    let model = with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]).init::<AD>(&device);
     let x = random::<AD>([4, 3, 8, 8]).mul_scalar(3.0).add_scalar(2.0);
 
     let train = model.forward(x.clone());

@@ -3,10 +3,9 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
-use se_core::{AutodiffKernelBackend, KernelBackend};
 use se_models::ResNet;
 
 use crate::data::batcher::ImageBatch;
@@ -53,7 +52,7 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-impl<B: KernelBackend> Classifier<B> {
+impl<B: Backend> Classifier<B> {
     /// Logits and loss for a batch.
     pub fn forward_classification(
         &self,
@@ -70,7 +69,7 @@ impl<B: KernelBackend> Classifier<B> {
     }
 }
 
-impl<B: AutodiffKernelBackend> TrainStep for Classifier<B> {
+impl<B: AutodiffBackend> TrainStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 
@@ -92,7 +91,7 @@ impl<B: AutodiffKernelBackend> TrainStep for Classifier<B> {
     }
 }
 
-impl<B: KernelBackend> InferenceStep for Classifier<B> {
+impl<B: Backend> InferenceStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 

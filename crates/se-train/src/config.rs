@@ -66,6 +66,16 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+impl OptimizerKind {
+    /// SGD as ResNets are trained: momentum 0.9, Nesterov.
+    pub fn default_sgd() -> Self {
+        OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        }
+    }
+}
+
 /// How the learning rate moves over the run.
 #[derive(Config, Debug, PartialEq)]
 pub enum ScheduleKind {
@@ -78,6 +88,16 @@ pub enum ScheduleKind {
         /// Factor of each drop.
         gamma: f64,
     },
+}
+
+impl ScheduleKind {
+    /// The step schedule's usual shape: a tenth every 30 epochs (ImageNet ResNets).
+    pub fn default_step() -> Self {
+        ScheduleKind::Step {
+            every_epochs: 30,
+            gamma: 0.1,
+        }
+    }
 }
 
 /// A training run.
@@ -114,7 +134,7 @@ pub struct TrainConfig {
     #[config(default = "ScheduleKind::Cosine")]
     pub schedule: ScheduleKind,
     /// Optimizer.
-    #[config(default = "OptimizerKind::Sgd { momentum: 0.9, nesterov: true }")]
+    #[config(default = "OptimizerKind::default_sgd()")]
     pub optimizer: OptimizerKind,
     /// L2 weight decay (coupled for SGD, as PyTorch's; decoupled for AdamW).
     #[config(default = 5e-4)]

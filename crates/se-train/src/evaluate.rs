@@ -3,9 +3,9 @@
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use se_core::KernelBackend;
 use se_models::ResNet;
 
 use crate::data::augment::{AugmentedDataset, Transform};
@@ -55,7 +55,7 @@ impl EvalReport {
 }
 
 /// Runs `model` over `dataset` (resized and normalised as `info` says) in batches.
-pub fn evaluate<B: KernelBackend>(
+pub fn evaluate<B: Backend>(
     model: &ResNet<B>,
     dataset: ImageDataset,
     info: &DatasetInfo,
@@ -105,7 +105,7 @@ pub fn evaluate<B: KernelBackend>(
 }
 
 /// Class probabilities for one image, highest first: `(class index, probability)`, at most `k`.
-pub fn predict<B: KernelBackend>(
+pub fn predict<B: Backend>(
     model: &ResNet<B>,
     image: ImageItem,
     info: &DatasetInfo,

@@ -5,12 +5,16 @@ pub mod classifier;
 pub mod config;
 pub mod data;
 pub mod distributed;
+pub mod error;
 pub mod evaluate;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod train;
 
 pub use config::{DataSource, OptimizerKind, ScheduleKind, TrainConfig};
+pub use error::TrainError;
 pub use evaluate::{EvalReport, evaluate, load_image, predict};
-pub use train::{RunFolder, TrainError, TrainSummary, train, train_distributed, train_on_devices};
+pub use run::{RunFolder, TrainSummary};
+pub use train::{TrainOptions, train};

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use se_train::report::read_csv;
-use se_train::{RunFolder, TrainConfig, train};
+use se_train::{RunFolder, TrainConfig, TrainOptions, train};
 
 type B = Autodiff<Flex>;
 
@@ -26,14 +26,14 @@ fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
     let device = Default::default();
 
     // One epoch, as if the run had been interrupted after it.
-    let first = train::<B>(&quick_config(1), &run_dir, &device, false).unwrap();
+    let first = train(&quick_config(1), &run_dir, TrainOptions::<B>::new(device)).unwrap();
     assert_eq!(first.epochs, 1);
     let run = RunFolder(run_dir.clone());
     assert_eq!(run.last_checkpoint(), Some(1));
 
     // Starting a new run in the same folder is refused and touches nothing.
     let config_before = std::fs::read_to_string(run.config()).unwrap();
-    let error = train::<B>(&quick_config(1), &run_dir, &device, false).unwrap_err();
+    let error = train(&quick_config(1), &run_dir, TrainOptions::<B>::new(device)).unwrap_err();
     assert!(
         error.to_string().contains("a run already lives here"),
         "{error}"
@@ -44,7 +44,12 @@ fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
     );
 
     // Resume to three epochs: epochs 2 and 3 are trained, epoch 1 is not repeated.
-    let resumed = train::<B>(&quick_config(3), &run_dir, &device, true).unwrap();
+    let resumed = train(
+        &quick_config(3),
+        &run_dir,
+        TrainOptions::<B>::new(device).with_resume(true),
+    )
+    .unwrap();
     assert_eq!(resumed.epochs, 3);
     assert_eq!(run.last_checkpoint(), Some(3));
     let rows = read_csv(&run.metrics()).unwrap();
@@ -76,7 +81,12 @@ fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
     }
 
     // Asking to resume a finished run says so.
-    let error = train::<B>(&quick_config(3), &run_dir, &device, true).unwrap_err();
+    let error = train(
+        &quick_config(3),
+        &run_dir,
+        TrainOptions::<B>::new(device).with_resume(true),
+    )
+    .unwrap_err();
     assert!(
         error.to_string().contains("already trained 3 of 3 epochs"),
         "{error}"
@@ -89,14 +99,19 @@ fn bad_requests_fail_before_anything_is_written() {
     let device = Default::default();
     let run_dir = dir.path().join("run");
 
-    let error = train::<B>(&quick_config(1), &run_dir, &device, true).unwrap_err();
+    let error = train(
+        &quick_config(1),
+        &run_dir,
+        TrainOptions::<B>::new(device).with_resume(true),
+    )
+    .unwrap_err();
     assert!(
         error.to_string().contains("no checkpoint to resume from"),
         "{error}"
     );
 
     let config = quick_config(1).with_model("se_resnet51".into());
-    let error = train::<B>(&config, &run_dir, &device, false).unwrap_err();
+    let error = train(&config, &run_dir, TrainOptions::<B>::new(device)).unwrap_err();
     assert!(
         error.to_string().contains("unknown model `se_resnet51`"),
         "{error}"
@@ -104,7 +119,7 @@ fn bad_requests_fail_before_anything_is_written() {
 
     let config =
         quick_config(1).with_data(se_train::DataSource::Cifar10(dir.path().join("no-cifar")));
-    let error = train::<B>(&config, &run_dir, &device, false).unwrap_err();
+    let error = train(&config, &run_dir, TrainOptions::<B>::new(device)).unwrap_err();
     assert!(
         error
             .to_string()
@@ -125,15 +140,11 @@ fn two_devices_in_one_process_train_like_one_device_on_the_combined_batch() {
     let dir = tempfile::tempdir().unwrap();
     let devices = [Default::default(), Default::default()];
     let two = dir.path().join("two");
-    se_train::train_on_devices::<B>(&quick_config(2), &two, &devices, false).unwrap();
+    let options = TrainOptions::<B>::on_devices(devices.to_vec());
+    train(&quick_config(2), &two, options).unwrap();
     let one = dir.path().join("one");
-    train::<B>(
-        &quick_config(2).with_batch_size(64),
-        &one,
-        &devices[0],
-        false,
-    )
-    .unwrap();
+    let options = TrainOptions::<B>::new(devices[0]);
+    train(&quick_config(2).with_batch_size(64), &one, options).unwrap();
 
     let two = read_csv(&RunFolder(two).metrics()).unwrap();
     let one = read_csv(&RunFolder(one).metrics()).unwrap();

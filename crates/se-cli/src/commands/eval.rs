@@ -7,7 +7,7 @@ use burn::config::Config;
 use clap::Args;
 use se_train::{DataSource, RunFolder, TrainConfig};
 
-use se_core::{AutodiffKernelBackend, KernelBackend};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::backend::{self, Job, Precision};
 use crate::commands::train::DataArgs;
@@ -63,12 +63,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 impl Job for &EvalArgs {
     type Output = ();
 
-    fn run<B: AutodiffKernelBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
         eval_on::<B::InnerBackend>(self, &devices[0])
     }
 }
 
-fn eval_on<B: KernelBackend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
+fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
     let (model, info) = run.load_model::<B>(&weights, device)?;
@@ -123,12 +123,12 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
 impl Job for &PredictArgs {
     type Output = ();
 
-    fn run<B: AutodiffKernelBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
         predict_on::<B::InnerBackend>(self, &devices[0])
     }
 }
 
-fn predict_on<B: KernelBackend>(args: &PredictArgs, device: &B::Device) -> Result<()> {
+fn predict_on<B: Backend>(args: &PredictArgs, device: &B::Device) -> Result<()> {
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
     let (model, info) = run.load_model::<B>(&weights, device)?;

@@ -5,24 +5,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::config::Config;
-use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use se_models::interop::{self, InteropError, Layout, npy};
-use se_models::{ResNet, ResNetConfig};
-use se_train::train::Recorder;
+use se_models::interop::{self, CheckpointFormat, InteropError, Layout, npy};
+use se_models::{ResNet, ResNetConfig, weights};
 
 use crate::backend::{self, Backend};
 
-/// What a weights file is, by its extension.
+/// Whether a weights file is a PyTorch checkpoint (else Burn weights), by its extension.
 fn is_pytorch_file(path: &Path) -> bool {
-    matches!(
-        path.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("pth" | "pt" | "bin" | "ckpt" | "safetensors")
-    )
+    CheckpointFormat::of(path).is_some()
 }
 
 /// The model config stored beside Burn weights: `X.json` for `X.mpk` (written by `se import`),
@@ -125,9 +117,7 @@ impl ModelWeightsArgs {
         if let Some(classes) = self.num_classes {
             config.num_classes = classes;
         }
-        let model = config
-            .init::<Backend>(&device)
-            .load_file(path.clone(), &Recorder::new(), &device)
+        let model = weights::load(config.init::<Backend>(&device), path, &device)
             .map_err(|e| anyhow::anyhow!("{}: cannot load Burn weights: {e}", path.display()))?;
         Ok((model, config))
     }
@@ -148,8 +138,9 @@ pub struct ImportArgs {
 pub fn import(args: &ImportArgs) -> Result<()> {
     if !is_pytorch_file(&args.source.weights) {
         bail!(
-            "{}: expected a PyTorch checkpoint (.pth, .pt, .bin or .safetensors)",
-            args.source.weights.display()
+            "{}: expected a PyTorch checkpoint ({})",
+            args.source.weights.display(),
+            CheckpointFormat::extension_list()
         );
     }
     let (model, config) = args.source.load(args.partial)?;
@@ -157,8 +148,7 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     config
         .save(output.with_extension("json"))
         .with_context(|| format!("{}: cannot write the model config", output.display()))?;
-    model
-        .save_file(output.clone(), &Recorder::new())
+    weights::save(model, &output)
         .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
     println!(
         "wrote {} and {} ({} classes)",

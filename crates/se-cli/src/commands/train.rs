@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::config::Config;
 use clap::{Args, ValueEnum};
-use se_train::{DataSource, OptimizerKind, ScheduleKind, TrainConfig, TrainSummary};
+use se_train::{DataSource, OptimizerKind, ScheduleKind, TrainConfig, TrainOptions, TrainSummary};
 
 use crate::backend::{self, Job, Precision};
 
@@ -86,10 +86,49 @@ pub enum ScheduleArg {
     Step,
 }
 
+// Every default below is `TrainConfig`'s own, so the library and the CLI cannot drift apart.
+
+fn defaults() -> TrainConfig {
+    TrainConfig::new()
+}
+
+fn default_optimizer() -> OptimizerArg {
+    match defaults().optimizer {
+        OptimizerKind::Sgd { .. } => OptimizerArg::Sgd,
+        OptimizerKind::AdamW => OptimizerArg::Adamw,
+    }
+}
+
+fn default_momentum() -> f64 {
+    match (defaults().optimizer, OptimizerKind::default_sgd()) {
+        (OptimizerKind::Sgd { momentum, .. }, _) | (_, OptimizerKind::Sgd { momentum, .. }) => {
+            momentum
+        }
+        _ => unreachable!("default_sgd is SGD"),
+    }
+}
+
+fn default_schedule() -> ScheduleArg {
+    match defaults().schedule {
+        ScheduleKind::Cosine => ScheduleArg::Cosine,
+        ScheduleKind::Step { .. } => ScheduleArg::Step,
+    }
+}
+
+fn default_step() -> (usize, f64) {
+    match ScheduleKind::default_step() {
+        ScheduleKind::Step {
+            every_epochs,
+            gamma,
+        } => (every_epochs, gamma),
+        ScheduleKind::Cosine => unreachable!("default_step is a step schedule"),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Registered model name (`se models` lists them).
-    #[arg(long, default_value = "se_resnet20")]
+    #[arg(long, default_value_t = defaults().model)]
     pub model: String,
     #[command(flatten)]
     pub data: DataArgs,
@@ -111,47 +150,47 @@ pub struct TrainArgs {
     /// (weights are saved in f32 either way).
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
-    /// Epochs.
+    /// Epochs [default: `TrainConfig`'s, 5; on --resume, the run's own].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     pub batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = defaults().learning_rate)]
     pub lr: f64,
     /// Linear warmup, in epochs.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults().warmup_epochs)]
     pub warmup_epochs: f64,
     /// Learning-rate schedule after warmup.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    #[arg(long, value_enum, default_value_t = default_schedule())]
     pub schedule: ScheduleArg,
     /// Step schedule: epochs between drops.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = default_step().0)]
     pub step_epochs: usize,
     /// Step schedule: factor of each drop.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = default_step().1)]
     pub gamma: f64,
     /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    #[arg(long, value_enum, default_value_t = default_optimizer())]
     pub optimizer: OptimizerArg,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = default_momentum())]
     pub momentum: f64,
     /// Plain (heavy-ball) momentum instead of Nesterov.
     #[arg(long)]
     pub no_nesterov: bool,
     /// Weight decay.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = defaults().weight_decay)]
     pub weight_decay: f64,
     /// Label smoothing of the loss.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().label_smoothing)]
     pub label_smoothing: f32,
     /// Seed of weights, shuffling and augmentation.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Data-loader worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().num_workers)]
     pub workers: usize,
     /// Train on N training images only, spread evenly over the set.
     #[arg(long)]
@@ -293,16 +332,12 @@ struct TrainJob<'a> {
 impl Job for TrainJob<'_> {
     type Output = TrainSummary;
 
-    fn run<B: se_core::AutodiffKernelBackend>(
+    fn run<B: burn::tensor::backend::AutodiffBackend>(
         self,
         devices: Vec<B::Device>,
     ) -> Result<TrainSummary> {
-        Ok(se_train::train_on_devices::<B>(
-            self.config,
-            self.run_dir,
-            &devices,
-            self.resume,
-        )?)
+        let options = TrainOptions::<B>::on_devices(devices).with_resume(self.resume);
+        Ok(se_train::train(self.config, self.run_dir, options)?)
     }
 }
 
@@ -347,14 +382,10 @@ fn train_mpi(config: &TrainConfig, run_dir: &std::path::Path, resume: bool) -> R
         );
     }
     let result = backend::device().and_then(|device| {
-        se_train::train_distributed::<backend::TrainBackend>(
-            config,
-            run_dir,
-            &device,
-            resume,
-            collective.clone(),
-        )
-        .map_err(Into::into)
+        let options = TrainOptions::<backend::TrainBackend>::new(device)
+            .with_resume(resume)
+            .with_collective(collective.clone());
+        se_train::train(config, run_dir, options).map_err(Into::into)
     });
     match result {
         Ok(summary) => {

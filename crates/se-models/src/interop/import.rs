@@ -1,15 +1,15 @@
 //! Import a PyTorch state dict into a [`ResNet`], and export one back.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::Path;
 
 use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
+use super::error::{InteropError, Mismatch};
 use super::names::{Layout, batches_tracked_key, torch_name};
-use super::state_dict::{InteropError, StateDict, read_state_dict};
+use super::state_dict::{StateDict, read_state_dict};
 use crate::resnet::ResNet;
 
 /// Prefixes that training scripts put before the model's keys (`{"state_dict": ...}`,
@@ -35,51 +35,6 @@ pub fn checkpoint_classes(state: &StateDict, layout: Layout) -> Option<usize> {
         .find_map(|prefix| state.get(&format!("{prefix}{head}")))
         .filter(|weight| weight.shape.len() == 2)
         .map(|weight| weight.shape[0])
-}
-
-/// Why a checkpoint does not fit a model: every offending key, with shapes.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mismatch {
-    /// Keys the model needs that the checkpoint lacks, with the model's PyTorch shape.
-    pub missing: Vec<(String, Vec<usize>)>,
-    /// Keys in the checkpoint that the model has no place for, with their shape.
-    pub unexpected: Vec<(String, Vec<usize>)>,
-    /// Keys present in both with different shapes: `(key, checkpoint shape, model shape)`.
-    pub wrong_shape: Vec<(String, Vec<usize>, Vec<usize>)>,
-}
-
-impl Mismatch {
-    /// Whether everything fits.
-    pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
-    }
-}
-
-impl fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.missing.is_empty() {
-            writeln!(f, "  missing from the checkpoint ({}):", self.missing.len())?;
-            for (key, shape) in &self.missing {
-                writeln!(f, "    {key} {shape:?}")?;
-            }
-        }
-        if !self.unexpected.is_empty() {
-            writeln!(f, "  not in the model ({}):", self.unexpected.len())?;
-            for (key, shape) in &self.unexpected {
-                writeln!(f, "    {key} {shape:?}")?;
-            }
-        }
-        if !self.wrong_shape.is_empty() {
-            writeln!(f, "  wrong shape ({}):", self.wrong_shape.len())?;
-            for (key, found, expected) in &self.wrong_shape {
-                writeln!(f, "    {key}: checkpoint {found:?}, model {expected:?}")?;
-            }
-        }
-        write!(
-            f,
-            "  (a partial load takes the tensors that fit and keeps the model's own values for the rest)"
-        )
-    }
 }
 
 /// What an import loaded and, for a partial load, what it left out.

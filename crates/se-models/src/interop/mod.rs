@@ -7,13 +7,15 @@
 //! and `last_linear`). Import and export are the same mapping run in the two directions, so a
 //! round trip is exact.
 
+mod error;
 mod import;
 pub mod names;
 pub mod npy;
 mod state_dict;
 
+pub use error::{InteropError, Mismatch};
 pub use import::{
-    ImportReport, Mismatch, checkpoint_classes, export_state_dict, import_state_dict, load_pytorch,
+    ImportReport, checkpoint_classes, export_state_dict, import_state_dict, load_pytorch,
 };
-pub use names::Layout;
-pub use state_dict::{InteropError, StateDict, read_state_dict, write_safetensors};
+pub use names::{Layout, LayoutMismatch, UnknownLayout};
+pub use state_dict::{CheckpointFormat, StateDict, read_state_dict, write_safetensors};

@@ -30,22 +30,14 @@ impl Layout {
 
     /// Whether `config` builds the architecture this layout's checkpoints were trained on; the
     /// key names alone would also match a model that computes something else.
-    pub fn check(self, config: &ResNetConfig) -> Result<(), String> {
+    pub fn check(self, config: &ResNetConfig) -> Result<(), LayoutMismatch> {
         match (self, config.stem) {
             (Layout::Cadene, Stem::Caffe) => Ok(()),
-            (Layout::Cadene, _) => Err(
-                "Cadene checkpoints need the Caffe architecture (stride on the first 1x1 conv, \
-                 max pool with ceil_mode): use a `legacy_*` model, e.g. legacy_se_resnet50"
-                    .to_string(),
-            ),
-            (_, Stem::Caffe) => Err(format!(
-                "this model has the Caffe/Cadene architecture: use --layout cadene, not {}",
-                self.name()
-            )),
-            (Layout::Torchvision, _) if config.attention.module.is_some() => Err(
-                "torchvision has no attention blocks: use --layout timm for SE/ECA/CBAM models"
-                    .to_string(),
-            ),
+            (Layout::Cadene, _) => Err(LayoutMismatch::CadeneNeedsCaffe),
+            (_, Stem::Caffe) => Err(LayoutMismatch::CaffeNeedsCadene { layout: self }),
+            (Layout::Torchvision, _) if config.attention.module.is_some() => {
+                Err(LayoutMismatch::TorchvisionHasNoAttention)
+            }
             _ => Ok(()),
         }
     }
@@ -60,17 +52,43 @@ impl Layout {
     }
 }
 
-impl std::str::FromStr for Layout {
-    type Err = String;
+/// A layout whose checkpoints were trained on another architecture than the model's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutMismatch {
+    /// Cadene checkpoints on a model without the Caffe stem.
+    #[error(
+        "Cadene checkpoints need the Caffe architecture (stride on the first 1x1 conv, max pool \
+         with ceil_mode): use a `legacy_*` model, e.g. legacy_se_resnet50"
+    )]
+    CadeneNeedsCaffe,
+    /// A Caffe-architecture model with timm's or torchvision's checkpoints.
+    #[error(
+        "this model has the Caffe/Cadene architecture: its checkpoints use the cadene layout, not {}",
+        layout.name()
+    )]
+    CaffeNeedsCadene {
+        /// The layout asked for.
+        layout: Layout,
+    },
+    /// An attention model with torchvision's checkpoints.
+    #[error("torchvision has no attention blocks: SE/ECA/CBAM models use the timm layout")]
+    TorchvisionHasNoAttention,
+}
 
-    fn from_str(name: &str) -> Result<Self, String> {
+/// A layout name that is not one of timm, torchvision, cadene.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown layout `{0}`; known: timm, torchvision, cadene")]
+pub struct UnknownLayout(pub String);
+
+impl std::str::FromStr for Layout {
+    type Err = UnknownLayout;
+
+    fn from_str(name: &str) -> Result<Self, UnknownLayout> {
         match name.to_ascii_lowercase().as_str() {
             "timm" => Ok(Layout::Timm),
             "torchvision" => Ok(Layout::Torchvision),
             "cadene" | "pretrainedmodels" => Ok(Layout::Cadene),
-            _ => Err(format!(
-                "unknown layout `{name}`; known: timm, torchvision, cadene"
-            )),
+            _ => Err(UnknownLayout(name.to_string())),
         }
     }
 }

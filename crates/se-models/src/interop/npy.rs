@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::state_dict::InteropError;
+use super::error::InteropError;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 

@@ -2,59 +2,47 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{DType, TensorData};
 use burn_store::pytorch::PytorchReader;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use super::import::Mismatch;
+use super::error::InteropError;
 
 /// Tensors by PyTorch key, in key order.
 pub type StateDict = BTreeMap<String, TensorData>;
 
-/// A checkpoint or array file that could not be used; every variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum InteropError {
-    /// The file could not be read or parsed.
-    #[error("{}: {message}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The file could not be written.
-    #[error("{}: {message}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The checkpoint's tensors do not fit the model.
-    #[error("{}: the checkpoint does not fit the model\n{mismatch}", path.display())]
-    Mismatch {
-        /// The checkpoint.
-        path: PathBuf,
-        /// The offending keys and shapes.
-        mismatch: Mismatch,
-    },
+/// A PyTorch checkpoint's format, by its file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    /// A pickle (`.pth`, `.pt`, `.bin`, `.ckpt`, `.tar`), zip or legacy.
+    Pickle,
+    /// A `.safetensors` file.
+    Safetensors,
 }
 
-impl InteropError {
-    pub(crate) fn read(path: &Path, message: impl ToString) -> Self {
-        InteropError::Read {
-            path: path.to_path_buf(),
-            message: message.to_string(),
+impl CheckpointFormat {
+    /// Every extension a PyTorch checkpoint is read from (lower case, without the dot).
+    pub const EXTENSIONS: &[&str] = &["pth", "pt", "bin", "ckpt", "tar", "safetensors"];
+
+    /// The format of `path`, or `None` if its extension is not a PyTorch checkpoint's.
+    pub fn of(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "safetensors" => Some(Self::Safetensors),
+            other if Self::EXTENSIONS.contains(&other) => Some(Self::Pickle),
+            _ => None,
         }
     }
 
-    pub(crate) fn write(path: &Path, message: impl ToString) -> Self {
-        InteropError::Write {
-            path: path.to_path_buf(),
-            message: message.to_string(),
-        }
+    /// The extensions as `.pth, .pt, ...` for messages.
+    pub fn extension_list() -> String {
+        Self::EXTENSIONS
+            .iter()
+            .map(|e| format!(".{e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -64,17 +52,15 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, InteropError> {
     if !path.is_file() {
         return Err(InteropError::read(path, "no such file"));
     }
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match extension.as_str() {
-        "safetensors" => read_safetensors(path),
-        "pth" | "pt" | "bin" | "ckpt" | "tar" => read_pytorch(path),
-        _ => Err(InteropError::read(
+    match CheckpointFormat::of(path) {
+        Some(CheckpointFormat::Safetensors) => read_safetensors(path),
+        Some(CheckpointFormat::Pickle) => read_pytorch(path),
+        None => Err(InteropError::read(
             path,
-            "unknown checkpoint type: expected .pth, .pt, .bin or .safetensors",
+            format!(
+                "unknown checkpoint type: expected one of {}",
+                CheckpointFormat::extension_list()
+            ),
         )),
     }
 }

@@ -240,7 +240,7 @@ mod tests {
         B::seed(&device, seed);
         let config = se_models::ResNetConfig {
             layers: vec![1, 1, 1],
-            ..se_models::se_resnet20()
+            ..se_models::zoo::se_resnet20()
         };
         Classifier::new(config.init::<B>(&device), 0.0)
     }

@@ -1,10 +1,10 @@
-//! The CPU kernels of `se_core::kernels` on flex, timed (median milliseconds, markdown tables for
+//! The CPU kernels of `se-kernels` on flex, timed (median milliseconds, markdown tables for
 //! docs/benchmarks.md): one convolution layer forward and forward + backward (autodiff), Burn
-//! 0.21's own convolution against the `KernelBackend` one, checked to give the same output and
+//! 0.21's own convolution against the `Backend` one, checked to give the same output and
 //! gradients; then the three convolution kernels alone, and the per-plane kernels on one
 //! SE-ResNet-20 map. A whole training step is measured by `cargo xtask bench`.
 //!
-//!     cargo run --release -p se-core --features flex --example kernels
+//!     cargo run --release -p se-kernels --example kernels
 //!
 //! The first three shapes are issue #6's (PyTorch figures there, same machine); the others are
 //! SE-ResNet-50's 3x3 and 1x1 layers at batch 1 and 8.
@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
-use se_core::kernels::cpu_conv::{self as cpu, ConvGeometry};
+use se_kernels::cpu_conv::{self as cpu, ConvGeometry};
 
 type B = Flex;
 type AB = Autodiff<Flex>;
@@ -40,7 +40,7 @@ enum Conv {
 }
 
 impl Conv {
-    fn run<Bk: se_core::KernelBackend>(
+    fn run<Bk: burn::tensor::backend::Backend>(
         self,
         x: Tensor<Bk, 4>,
         w: Tensor<Bk, 4>,
@@ -48,7 +48,7 @@ impl Conv {
     ) -> Tensor<Bk, 4> {
         match self {
             Conv::Burn => burn::tensor::module::conv2d(x, w, None, options),
-            Conv::Ours => se_core::kernels::conv2d(x, w, None, options),
+            Conv::Ours => se_kernels::conv2d(x, w, None, options),
         }
     }
 }
@@ -154,7 +154,7 @@ fn kernel_parts() {
 
 /// The per-plane kernels on one SE-ResNet-20 map, `[128, 16, 32, 32]`.
 fn plane_kernels() {
-    use se_core::kernels::cpu_planes;
+    use se_kernels::cpu_planes;
     let (planes, plane_len) = (128 * 16, 32 * 32);
     let x: Vec<f32> = (0..planes * plane_len)
         .map(|i| (i % 7) as f32 * 0.1 - 0.3)

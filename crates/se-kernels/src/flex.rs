@@ -6,11 +6,11 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, TensorData};
 
-use super::KernelBackend;
+use super::Kernels;
 use super::cpu_conv::{self as cpu, ConvGeometry};
 use super::{burn_ops, cpu_planes};
 
-impl KernelBackend for Flex {
+impl Kernels for Flex {
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         if !all_f32(&[&x, &weight]) {
             return Flex::conv2d(x, weight, None, options);

@@ -1,16 +1,39 @@
-//! The layer kernels every SE-ResNet runs, as a Burn backend extension.
+//! The layer kernels every SE-ResNet runs, for any Burn backend.
 //!
-//! [`KernelBackend`] is a [`Backend`] with the ops a ResNet spends its time in, each with its
-//! gradients: the 2-D convolution, a per-plane affine map `x · a + b` (BatchNorm's
-//! normalisation, SE's scaling, the residual addition and the ReLU, fused as in
-//! `block::norm_attention_add_relu`), and per-plane moments (BatchNorm's statistics). The defaults are Burn's ops, so a backend opts in with an
-//! empty `impl`; flex overrides them with [`cpu_conv`]'s im2col + GEMM and [`cpu_planes`]'
-//! one-pass parallel loops. `Autodiff<B>` records each kernel as one op whose backward calls
-//! `B`'s gradient kernels: Burn's own autodiff convolution calls Burn's backward, which flex
-//! runs as a scalar transposed convolution and convolutions over permuted copies (4–7× slower
-//! than PyTorch), and a BatchNorm built from tensor ops makes a dozen single-threaded passes over
-//! the map. The models are generic over `KernelBackend`: one model definition, fast where a
-//! kernel exists.
+//! Three ops carry most of a ResNet's time, each here with its gradients: the 2-D convolution
+//! ([`conv2d`]), a per-plane affine map `x · a + b` with an optional residual and ReLU
+//! ([`plane_affine`]: BatchNorm's normalisation, SE's scaling, the residual addition and the
+//! activation in one pass) and per-plane moments ([`plane_moments`]: BatchNorm's statistics).
+//!
+//! The functions take any [`Backend`]. On flex (`Flex`, and `Autodiff<Flex>` for training) they
+//! run this crate's CPU kernels ([`cpu_conv`]: im2col + GEMM with its own backward;
+//! [`cpu_planes`]: one parallel pass each), recorded under autodiff as one op each whose backward
+//! calls the CPU gradient kernels. Every other backend — ndarray, wgpu, CUDA, ROCm, LibTorch,
+//! Candle, Burn's router and fusion wrappers, or one of your own — runs the same maths as Burn
+//! tensor ops, with Burn's autodiff. The choice is made per call by comparing the backend's type
+//! with the ones that have kernels ([`has_cpu_kernels`]), so no trait needs implementing: the
+//! orphan rule never stops a user from bringing a backend.
+//!
+//! Why own kernels at all: Burn 0.21's flex runs a convolution's backward as a scalar transposed
+//! convolution and convolutions over permuted copies (4–7× slower than PyTorch), and a
+//! BatchNorm built from tensor ops makes a dozen single-threaded passes over the map
+//! (docs/benchmarks.md has the profile).
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use burn::tensor::ops::ConvOptions;
+//!
+//! let device = Default::default();
+//! let x = Tensor::<Flex, 4>::ones([1, 1, 3, 3], &device);
+//! let box_filter = Tensor::<Flex, 4>::ones([1, 1, 3, 3], &device);
+//! let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+//! let y = se_kernels::conv2d(x, box_filter, None, options);
+//! assert_eq!(y.dims(), [1, 1, 3, 3]);
+//! assert_eq!(y.into_data().to_vec::<f32>().unwrap()[4], 9.0); // the centre sees all nine
+//! ```
+
+#![warn(missing_docs)]
 
 mod autodiff;
 mod burn_ops;
@@ -20,18 +43,21 @@ pub mod cpu_conv;
 pub mod cpu_planes;
 #[cfg(feature = "flex")]
 mod flex;
+mod route;
 
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-/// A backend whose layer kernels may be its own (see the module docs).
+pub use route::has_cpu_kernels;
+
+/// A backend with kernels of its own: flex, and `Autodiff` over such a backend. The public
+/// functions reach it through [`route`]; its defaults are Burn's ops.
 ///
 /// Convolution shapes: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in / groups, kH, kW]`, output
 /// and its gradient `[N, C_out, H', W']`; no bias ([`conv2d`] adds it as a tensor op). Plane
 /// shapes: `x` `[N, C, H, W]`, per-plane values `[N, C]`.
-pub trait KernelBackend: Backend {
+pub(crate) trait Kernels: Backend {
     /// The convolution `x ⋆ weight`.
     fn convolution(
         x: FloatTensor<Self>,
@@ -75,7 +101,7 @@ pub trait KernelBackend: Backend {
         burn_ops::plane_affine::<Self>(x, scale, shift, residual, relu)
     }
 
-    /// The gradients of [`plane_affine`](KernelBackend::plane_affine) given its `output` and the
+    /// The gradients of [`plane_affine`](Kernels::plane_affine) given its `output` and the
     /// output's gradient: `(x, scale, shift, pre-activation)`, the last being the residual's
     /// gradient (`output_grad` itself without the ReLU).
     fn plane_affine_grad(
@@ -93,7 +119,7 @@ pub trait KernelBackend: Backend {
         burn_ops::plane_moments::<Self>(x)
     }
 
-    /// The gradient of `x` given the gradient of its [`plane_moments`](KernelBackend::plane_moments)
+    /// The gradient of `x` given the gradient of its [`plane_moments`](Kernels::plane_moments)
     /// (`moments` are their values): `(d_mean + 2 (x - mean) d_var) / (H W)`.
     fn plane_moments_grad(
         x: FloatTensor<Self>,
@@ -109,24 +135,10 @@ pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, 
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-/// An autodiff backend over a [`KernelBackend`], itself one: what training needs (the training
-/// model runs on the autodiff backend, the validation model on its inner backend).
-pub trait AutodiffKernelBackend:
-    AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
-{
-}
-
-impl<B> AutodiffKernelBackend for B
-where
-    B: AutodiffBackend + KernelBackend,
-    B::InnerBackend: KernelBackend,
-{
-}
-
-/// `x · scale + shift` plane by plane through [`KernelBackend`], then `+ residual` if given,
-/// then a ReLU if `relu` (see [`KernelBackend::plane_affine`]): `x` and `residual`
-/// `[N, C, H, W]`, `scale` and `shift` `[N, C]`.
-pub fn plane_affine<B: KernelBackend>(
+/// `x · scale + shift` plane by plane, then `+ residual` if given, then a ReLU if `relu`: `x`
+/// and `residual` `[N, C, H, W]`, `scale` and `shift` `[N, C]`. The original SENet release fused
+/// SE's scaling into the residual addition the same way (its Caffe "Axpy" layer).
+pub fn plane_affine<B: Backend>(
     x: Tensor<B, 4>,
     scale: Tensor<B, 2>,
     shift: Tensor<B, 2>,
@@ -140,28 +152,28 @@ pub fn plane_affine<B: KernelBackend>(
     ]
     .map(TensorPrimitive::tensor);
     let residual = residual.map(|r| r.into_primitive().tensor());
-    float(B::plane_affine(x, scale, shift, residual, relu))
+    float(route::plane_affine::<B>(x, scale, shift, residual, relu))
 }
 
 /// The mean and the biased variance of every `[H, W]` plane of `x` (`[N, C, H, W]`), each
-/// `[N, C]`, through [`KernelBackend`].
-pub fn plane_moments<B: KernelBackend>(x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+/// `[N, C]`.
+pub fn plane_moments<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let [n, c, _, _] = x.dims();
-    let moments: Tensor<B, 3> = float(B::plane_moments(x.into_primitive().tensor()));
+    let moments: Tensor<B, 3> = float(route::plane_moments::<B>(x.into_primitive().tensor()));
     let at = |i: usize| moments.clone().slice(s![i..i + 1]).reshape([n, c]);
     (at(0), at(1))
 }
 
-/// A 2-D convolution through [`KernelBackend`]: `[N, C_in, H, W]` to `[N, C_out, H', W']`, with an
-/// optional bias `[C_out]`. The same result as `burn::tensor::module::conv2d`.
-pub fn conv2d<B: KernelBackend>(
+/// A 2-D convolution: `[N, C_in, H, W]` to `[N, C_out, H', W']`, with an optional bias
+/// `[C_out]`. The same result as `burn::tensor::module::conv2d`.
+pub fn conv2d<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Option<Tensor<B, 1>>,
     options: ConvOptions<2>,
 ) -> Tensor<B, 4> {
     let [x, weight] = [x, weight].map(|t| t.into_primitive().tensor());
-    let y: Tensor<B, 4> = float(B::convolution(x, weight, options));
+    let y: Tensor<B, 4> = float(route::convolution::<B>(x, weight, options));
     match bias {
         Some(bias) => {
             let channels = bias.dims()[0];
@@ -170,25 +182,6 @@ pub fn conv2d<B: KernelBackend>(
         None => y,
     }
 }
-
-// Backends without kernels of their own: Burn's convolutions.
-#[cfg(feature = "ndarray")]
-impl KernelBackend for burn::backend::NdArray {}
-#[cfg(feature = "wgpu")]
-impl<F, I, BT> KernelBackend for burn::backend::Wgpu<F, I, BT>
-where
-    F: burn::backend::wgpu::FloatElement,
-    I: burn::backend::wgpu::IntElement,
-    BT: burn::backend::wgpu::BoolElement,
-{
-}
-// burn-cuda does not re-export the element traits: the precisions `se` offers.
-#[cfg(feature = "cuda")]
-impl KernelBackend for burn::backend::Cuda<f32> {}
-#[cfg(feature = "cuda")]
-impl KernelBackend for burn::backend::Cuda<burn::tensor::f16> {}
-#[cfg(feature = "cuda")]
-impl KernelBackend for burn::backend::Cuda<burn::tensor::bf16> {}
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {

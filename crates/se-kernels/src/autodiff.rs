@@ -1,4 +1,4 @@
-//! `Autodiff<B>` over a [`KernelBackend`]: each kernel is one recorded op whose backward calls
+//! `Autodiff<B>` over a backend with [`Kernels`]: each kernel is one recorded op whose backward calls
 //! `B`'s gradient kernels.
 
 use burn::backend::Autodiff;
@@ -8,9 +8,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use super::KernelBackend;
+use super::Kernels;
 
-impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
+impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn convolution(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -19,7 +19,7 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         #[derive(Debug)]
         struct ConvolutionBackward;
 
-        impl<B: KernelBackend> Backward<B, 2> for ConvolutionBackward {
+        impl<B: Kernels> Backward<B, 2> for ConvolutionBackward {
             /// The forward's input and weight, kept for the gradients.
             type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
@@ -83,7 +83,7 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         }
 
         // N = 3 parents (x, scale, shift) or 4 (and the residual).
-        impl<B: KernelBackend, const N: usize> Backward<B, N> for PlaneAffineBackward {
+        impl<B: Kernels, const N: usize> Backward<B, N> for PlaneAffineBackward {
             /// The forward's input, scale and output.
             type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
@@ -144,7 +144,7 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         #[derive(Debug)]
         struct PlaneMomentsBackward;
 
-        impl<B: KernelBackend> Backward<B, 1> for PlaneMomentsBackward {
+        impl<B: Kernels> Backward<B, 1> for PlaneMomentsBackward {
             /// The forward's input and output.
             type State = (FloatTensor<B>, FloatTensor<B>);
 

@@ -1,4 +1,4 @@
-//! The kernels written with Burn's tensor ops: [`KernelBackend`](super::KernelBackend)'s
+//! The kernels written with Burn's tensor ops: [`Kernels`](super::Kernels)'s
 //! defaults, for any backend.
 
 use burn::prelude::*;
@@ -7,7 +7,7 @@ use burn::tensor::ops::FloatTensor;
 use super::float;
 
 /// `relu(x · scale + shift + residual)` plane by plane (see
-/// [`KernelBackend::plane_affine`](super::KernelBackend::plane_affine)).
+/// [`Kernels::plane_affine`](super::Kernels::plane_affine)).
 pub fn plane_affine<B: Backend>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,
@@ -32,7 +32,7 @@ pub fn plane_affine<B: Backend>(
 }
 
 /// The gradients of [`plane_affine`]: `(x, scale, shift, pre-activation)` (see
-/// [`KernelBackend::plane_affine_grad`](super::KernelBackend::plane_affine_grad)).
+/// [`Kernels::plane_affine_grad`](super::Kernels::plane_affine_grad)).
 pub fn plane_affine_grad<B: Backend>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,
@@ -72,7 +72,7 @@ pub fn plane_moments<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     moments.into_primitive().tensor()
 }
 
-/// The gradient of `x` given the gradient of its [`plane_moments`](super::KernelBackend::plane_moments)
+/// The gradient of `x` given the gradient of its [`plane_moments`](super::Kernels::plane_moments)
 /// (`moments` are their values): `(d_mean + 2 (x - mean) d_var) / (H W)`.
 pub fn plane_moments_grad<B: Backend>(
     x: FloatTensor<B>,

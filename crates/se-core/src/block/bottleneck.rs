@@ -1,0 +1,138 @@
+//! The bottleneck block: 1x1 → 3x3 (grouped for ResNeXt) → 1x1 (ResNet-50 and deeper).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::conv::{Downsample, batch_norm, conv, conv_forward};
+use super::{
+    BlockAttentionConfig, SePlacement, build_attention, residual_forward, shared_complexity,
+};
+use crate::attention::Attention;
+use crate::complexity::{Complexity, Size, conv_bn};
+use crate::norm::BatchNorm2d as BatchNorm;
+
+/// Configuration of a [`Bottleneck`]: 1x1 → 3x3 → 1x1, expansion 4 (ResNet-50+, ResNeXt, CIFAR
+/// ResNet-164).
+#[derive(Config, Debug)]
+pub struct BottleneckConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Base width; the block outputs `planes * 4` channels.
+    pub planes: usize,
+    /// Stride of the block.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Groups of the 3x3 conv (ResNeXt cardinality).
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Width per group at `planes = 64` (ResNeXt's `d`; 64 for ResNet).
+    #[config(default = 64)]
+    pub base_width: usize,
+    /// Put the stride on the first 1x1 conv instead of the 3x3 (the Caffe/Cadene SE-ResNet layout).
+    #[config(default = false)]
+    pub stride_on_1x1: bool,
+    /// SE module and placement.
+    #[config(default = "BlockAttentionConfig::new()")]
+    pub attention: BlockAttentionConfig,
+    /// Initialise the last BatchNorm's scale to zero.
+    #[config(default = false)]
+    pub zero_init_last: bool,
+}
+
+impl BottleneckConfig {
+    /// Output channels per input `planes`.
+    pub const EXPANSION: usize = 4;
+
+    /// Width of the grouped 3x3 conv: `floor(planes * base_width / 64) * groups`, as torchvision.
+    pub fn width(&self) -> usize {
+        self.planes * self.base_width / 64 * self.groups
+    }
+
+    /// Strides of the first 1x1 and of the 3x3 conv.
+    fn strides(&self) -> (usize, usize) {
+        if self.stride_on_1x1 {
+            (self.stride, 1)
+        } else {
+            (1, self.stride)
+        }
+    }
+
+    /// Builds the block.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Bottleneck<B> {
+        let width = self.width();
+        let out = self.planes * Self::EXPANSION;
+        let (stride1, stride3) = self.strides();
+        Bottleneck {
+            conv1: conv(self.in_channels, width, 1, stride1, 1).init(device),
+            bn1: batch_norm(width, false, device),
+            conv2: conv(width, width, 3, stride3, self.groups).init(device),
+            bn2: batch_norm(width, false, device),
+            conv3: conv(width, out, 1, 1, 1).init(device),
+            bn3: batch_norm(out, self.zero_init_last, device),
+            se: build_attention(&self.attention, self.in_channels, out, device),
+            downsample: Downsample::if_needed(self.in_channels, out, self.stride, device),
+            placement: self.attention.placement,
+        }
+    }
+
+    /// Parameters and multiply-adds of the block on an `input`-sized map, and its output size.
+    pub fn complexity(&self, input: Size) -> (Complexity, Size) {
+        let width = self.width();
+        let out = self.planes * Self::EXPANSION;
+        let (stride1, stride3) = self.strides();
+        let (conv1, size) = conv_bn(self.in_channels, width, 1, stride1, 1, input);
+        let (conv2, size) = conv_bn(width, width, 3, stride3, self.groups, size);
+        let (conv3, size) = conv_bn(width, out, 1, 1, 1, size);
+        let shared = shared_complexity(
+            &self.attention,
+            self.in_channels,
+            out,
+            self.stride,
+            input,
+            size,
+        );
+        (conv1 + conv2 + conv3 + shared, size)
+    }
+}
+
+/// Bottleneck residual block: `1x1 → BN → ReLU → 3x3 (grouped) → BN → ReLU → 1x1 → BN`, plus the
+/// shortcut.
+#[derive(Module, Debug)]
+pub struct Bottleneck<B: Backend> {
+    /// 1x1 reduction.
+    pub conv1: Conv2d<B>,
+    /// BatchNorm of `conv1`.
+    pub bn1: BatchNorm<B>,
+    /// 3x3 (grouped for ResNeXt).
+    pub conv2: Conv2d<B>,
+    /// BatchNorm of `conv2`.
+    pub bn2: BatchNorm<B>,
+    /// 1x1 expansion.
+    pub conv3: Conv2d<B>,
+    /// BatchNorm of `conv3`.
+    pub bn3: BatchNorm<B>,
+    /// The SE (or other attention) module, named `se` as in timm (`se.fc1`, `se.fc2`), if any.
+    pub se: Option<Attention<B>>,
+    /// Projection shortcut; `None` for identity.
+    pub downsample: Option<Downsample<B>>,
+    /// Where `se` is applied.
+    pub placement: SePlacement,
+}
+
+impl<B: Backend> Bottleneck<B> {
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`
+    /// - output: `[N, 4 * planes, H / stride, W / stride]`
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let branch = |x| {
+            let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+            let x = self.bn2.forward_relu(conv_forward(&self.conv2, x));
+            conv_forward(&self.conv3, x)
+        };
+        let (se, placement) = (&self.se, self.placement);
+        residual_forward(x, se, placement, &self.downsample, branch, &self.bn3)
+    }
+}

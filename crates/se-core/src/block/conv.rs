@@ -1,0 +1,117 @@
+//! The convolutions of blocks and stems: torchvision's initialisation, the kernels' forward, and
+//! the projection shortcut.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, s};
+use se_kernels::conv2d;
+
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
+
+/// Weight initialisation of convolutions as in torchvision/timm ResNets: Kaiming normal, fan-out,
+/// ReLU gain.
+pub fn conv_initializer() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: core::f64::consts::SQRT_2,
+        fan_out_only: true,
+    }
+}
+
+/// A bias-free `k x k` convolution with "same"-style padding `k / 2`, initialised like torchvision's.
+pub fn conv(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+) -> Conv2dConfig {
+    let pad = kernel / 2;
+    Conv2dConfig::new([in_channels, out_channels], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_groups(groups)
+        .with_bias(false)
+        .with_initializer(conv_initializer())
+}
+
+/// Runs `conv` on `x` (`[N, C, H, W]` to `[N, C', H', W']`) through [`Backend`], so that a
+/// backend's own convolution kernels are used. A strided 1x1 convolution without padding runs as
+/// subsampling followed by a stride-1 convolution with the same weights: the same result, but
+/// Burn 0.21's cubecl backends (wgpu, and CUDA with the same kernels) compute a wrong input
+/// gradient for strided 1x1 convolutions, which the wgpu/flex parity test found in every
+/// downsampling shortcut. Asymmetric or "same" padding (never used by the models) goes to Burn's
+/// `Conv2d::forward`.
+pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return conv.forward(x),
+    };
+    let [sh, sw] = conv.stride;
+    let strided_pointwise = conv.kernel_size == [1, 1] && [sh, sw] != [1, 1] && padding == [0, 0];
+    let (x, stride) = if strided_pointwise {
+        (x.slice(s![.., .., ..;sh as isize, ..;sw as isize]), [1, 1])
+    } else {
+        (x, conv.stride)
+    };
+    let options = ConvOptions::new(stride, padding, conv.dilation, conv.groups);
+    conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
+}
+
+/// Builds a BatchNorm over `channels`, its scale initialised to zero when `zero_gamma` (the
+/// "zero-init last BN" trick that starts each block as an identity).
+pub(crate) fn batch_norm<B: Backend>(
+    channels: usize,
+    zero_gamma: bool,
+    device: &B::Device,
+) -> BatchNorm<B> {
+    let bn = BatchNorm2dConfig::new(channels).init(device);
+    if zero_gamma {
+        let gamma = bn.gamma.map(|g| g.zeros_like());
+        BatchNorm { gamma, ..bn }
+    } else {
+        bn
+    }
+}
+
+/// The projection shortcut: 1x1 conv (with the block's stride) and its own BatchNorm.
+/// Named like torchvision's `downsample.0` / `downsample.1` as `downsample.conv` / `downsample.bn`.
+#[derive(Module, Debug)]
+pub struct Downsample<B: Backend> {
+    /// 1x1 projection.
+    pub conv: Conv2d<B>,
+    /// Its BatchNorm.
+    pub bn: BatchNorm<B>,
+}
+
+impl<B: Backend> Downsample<B> {
+    /// Builds the projection if the block changes shape, `None` for an identity shortcut.
+    pub fn if_needed(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        device: &B::Device,
+    ) -> Option<Self> {
+        (stride != 1 || in_channels != out_channels).then(|| Self {
+            conv: conv(in_channels, out_channels, 1, stride, 1).init(device),
+            bn: batch_norm(out_channels, false, device),
+        })
+    }
+}
+
+impl<B: Backend> Downsample<B> {
+    /// `[N, C_in, H, W] → [N, C_out, H / stride, W / stride]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.bn.forward(conv_forward(&self.conv, x))
+    }
+}

@@ -1,0 +1,50 @@
+//! The end of every residual block, BatchNorm → attention → addition → ReLU, as one kernel pass.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use se_kernels::plane_affine;
+
+use crate::attention::Attention;
+use crate::norm::BatchNorm2d as BatchNorm;
+
+/// `relu(attention(norm(x)) + shortcut)`, the end of every residual block, in one pass over the
+/// map where the attention allows it. A BatchNorm is a per-channel affine map `y = a·x + b`, so
+/// the mean of each plane of `y` is `a·mean(x) + b`, and an SE module's output `w·y` (weights
+/// `w` from those means) is `(a·w)·x + b·w`: the SE's squeeze reads means the BatchNorm already
+/// has (in training) or a `[N, C]` product (in inference), its scaling rides on the
+/// BatchNorm's, and the addition and ReLU ride on both (one [`plane_affine`] kernel, as the
+/// original SENet release fused SE into the addition with its Caffe "Axpy" layer). Exact, not
+/// an approximation; other attention modules run between the BatchNorm and the addition.
+pub(super) fn norm_attention_add_relu<B: Backend>(
+    norm: &BatchNorm<B>,
+    attention: Option<&Attention<B>>,
+    x: Tensor<B, 4>,
+    shortcut: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let se = match attention {
+        None => return norm.affine(x.clone()).apply_then(x, Some(shortcut), true),
+        Some(attention) => match attention.as_mean_excitation() {
+            None => return relu(attention.forward(norm.forward(x)) + shortcut),
+            Some(se) => se,
+        },
+    };
+    let [n, c, h, w] = x.dims();
+    let affine = norm.affine(x.clone());
+    let plane_means = affine.plane_means.clone().unwrap_or_else(|| {
+        x.clone()
+            .reshape([n * c, h * w])
+            .mean_dim(1)
+            .reshape([n, c])
+    });
+    let (scale, shift) = affine.per_plane(n);
+    let means = plane_means * scale.clone() + shift.clone();
+    let weights = se.excite(means);
+    plane_affine(
+        x,
+        scale * weights.clone(),
+        shift * weights,
+        Some(shortcut),
+        true,
+    )
+}

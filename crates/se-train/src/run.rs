@@ -1,0 +1,127 @@
+//! A run folder: the files a run writes, and reading a trained model back from them.
+
+use std::path::{Path, PathBuf};
+
+use burn::config::Config;
+use se_models::{ResNet, ResNetConfig, weights};
+
+use crate::config::TrainConfig;
+use crate::data::DatasetInfo;
+use crate::error::{TrainError, run_error};
+use crate::evaluate::EvalReport;
+
+/// The files of a run folder.
+#[derive(Debug, Clone)]
+pub struct RunFolder(pub PathBuf);
+
+impl RunFolder {
+    /// `config.json`: the [`TrainConfig`].
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    /// `model.json`: the model's [`ResNetConfig`] as trained (input channels, classes).
+    pub fn model_config(&self) -> PathBuf {
+        self.0.join("model.json")
+    }
+    /// `dataset.json`: the [`DatasetInfo`] (classes, input size, normalisation).
+    pub fn dataset(&self) -> PathBuf {
+        self.0.join("dataset.json")
+    }
+    /// `model.mpk`: the weights after the last epoch.
+    pub fn final_model(&self) -> PathBuf {
+        self.0.join("model.mpk")
+    }
+    /// `best-model.mpk`: the weights of the epoch with the lowest validation loss.
+    pub fn best_model(&self) -> PathBuf {
+        self.0.join("best-model.mpk")
+    }
+    /// `metrics.csv`: one row per epoch.
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.csv")
+    }
+    /// `curves.svg`: loss and accuracy per epoch.
+    pub fn curves(&self) -> PathBuf {
+        self.0.join("curves.svg")
+    }
+    /// `summary.json`: the final test evaluation.
+    pub fn summary(&self) -> PathBuf {
+        self.0.join("summary.json")
+    }
+    /// Burn's checkpoint folder.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoint")
+    }
+
+    /// Writes `text` to `path` (a file of this folder).
+    pub(crate) fn write(&self, path: &Path, text: String) -> Result<(), TrainError> {
+        std::fs::write(path, text).map_err(|e| run_error(path, e.to_string()))
+    }
+
+    /// Creates the folder and writes what a run knows before its first step: the training
+    /// config, the model config and the dataset description.
+    pub(crate) fn write_start(
+        &self,
+        config: &TrainConfig,
+        model: &ResNetConfig,
+        info: &DatasetInfo,
+    ) -> Result<(), TrainError> {
+        std::fs::create_dir_all(&self.0).map_err(|e| run_error(&self.0, e.to_string()))?;
+        self.write(&self.config(), config.to_string())?;
+        self.write(&self.model_config(), model.to_string())?;
+        self.write(&self.dataset(), serde_json::to_string_pretty(info).unwrap())
+    }
+
+    /// The highest epoch with a saved model checkpoint.
+    pub fn last_checkpoint(&self) -> Option<usize> {
+        std::fs::read_dir(self.checkpoints())
+            .ok()?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("model-")?
+                    .strip_suffix(".mpk")?
+                    .parse()
+                    .ok()
+            })
+            .max()
+    }
+
+    /// Reads the model config and dataset info written at the start of a run.
+    pub fn load_model_info(&self) -> Result<(ResNetConfig, DatasetInfo), TrainError> {
+        let model = ResNetConfig::load(self.model_config()).map_err(|e| {
+            run_error(
+                &self.model_config(),
+                format!("cannot read the model config: {e}"),
+            )
+        })?;
+        let text = std::fs::read_to_string(self.dataset())
+            .map_err(|e| run_error(&self.dataset(), e.to_string()))?;
+        let info = serde_json::from_str(&text)
+            .map_err(|e| run_error(&self.dataset(), format!("not a dataset description: {e}")))?;
+        Ok((model, info))
+    }
+
+    /// Loads trained weights (`model.mpk` or `best-model.mpk`) into the run's model.
+    pub fn load_model<B: burn::tensor::backend::Backend>(
+        &self,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(ResNet<B>, DatasetInfo), TrainError> {
+        let (config, info) = self.load_model_info()?;
+        let model = weights::load(config.init::<B>(device), path, device)
+            .map_err(|e| run_error(path, format!("cannot load weights: {e}")))?;
+        Ok((model, info))
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainSummary {
+    /// The model name.
+    pub model: String,
+    /// Epochs trained in total (over resumes).
+    pub epochs: usize,
+    /// Evaluation of the final model on the test split.
+    pub test: EvalReport,
+    /// Wall time of this invocation, seconds.
+    pub seconds: f64,
+}
