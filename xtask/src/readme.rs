@@ -25,8 +25,8 @@ fn blocks(readme: &str, heading: &str, language: &str) -> Vec<String> {
 
 /// Writes the outside crate from the README; returns its folder.
 pub fn write_crate(root: &Path) -> Result<PathBuf, String> {
-    let readme = std::fs::read_to_string(root.join("README.md"))
-        .map_err(|e| format!("README.md: {e}"))?;
+    let readme =
+        std::fs::read_to_string(root.join("README.md")).map_err(|e| format!("README.md: {e}"))?;
     let toml = blocks(&readme, "As a library", "toml");
     let rust = blocks(&readme, "As a library", "rust");
     if toml.len() != 1 || rust.is_empty() {

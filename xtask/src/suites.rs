@@ -214,6 +214,17 @@ fn run(step: &Step) -> (bool, usize, usize) {
     (success, passed, failed)
 }
 
+/// `cargo xtask readme`: the README step alone.
+pub fn readme() -> ExitCode {
+    let step = steps(&[])
+        .into_iter()
+        .find(|step| step.name.starts_with("readme"));
+    match step.map(|step| run(&step)) {
+        Some((true, _, _)) => ExitCode::SUCCESS,
+        _ => fail("the README's library snippet failed"),
+    }
+}
+
 pub fn test(extra: &[String]) -> ExitCode {
     let (mut passed, mut failed, mut all_ok) = (0, 0, true);
     let mut report = Vec::new();

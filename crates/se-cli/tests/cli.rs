@@ -108,7 +108,10 @@ fn train_then_eval_and_predict_digits() {
     // The metrics table, without Burn's dump of the module tree above it.
     assert!(stdout.contains("Learner Summary"), "{stdout}");
     assert!(stdout.contains("| Train | Loss"), "{stdout}");
-    assert!(!stdout.contains("Model:") && !stdout.contains("BatchNorm"), "{stdout}");
+    assert!(
+        !stdout.contains("Model:") && !stdout.contains("BatchNorm"),
+        "{stdout}"
+    );
 
     let output = se(&["eval", "--run-dir", "run"], dir.path());
     let (stdout, stderr) = text(&output);

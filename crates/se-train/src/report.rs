@@ -1,10 +1,12 @@
-//! Per-epoch metrics: a `MetricLogger` that appends one CSV row per epoch to `metrics.csv`, and an
-//! SVG picture of the training curves drawn from it.
+//! Per-epoch metrics: a `MetricLogger` that appends one CSV row per epoch to `metrics.csv` (the
+//! `csv` crate), and the training curves drawn from it as SVG and PNG (`plotters`).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
@@ -48,34 +50,53 @@ impl EpochRow {
     }
 }
 
+/// A `metrics.csv` that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct MetricsCsvError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, with the row where there is one.
+    pub message: String,
+}
+
 /// Reads `metrics.csv` (missing file: no rows).
-pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>, MetricsCsvError> {
+    let error = |message: String| MetricsCsvError {
+        path: path.to_path_buf(),
+        message,
     };
-    text.lines()
-        .skip(1)
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            let bad = || format!("{}: malformed row `{line}`", path.display());
-            if fields.len() != COLUMNS.len() + 1 {
-                return Err(bad());
+    let mut reader = match csv::Reader::from_path(path) {
+        Ok(reader) => reader,
+        Err(e) => match e.kind() {
+            csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Vec::new());
             }
-            let epoch = fields[0].parse().map_err(|_| bad())?;
-            let mut values = [f64::NAN; COLUMNS.len()];
-            for (value, field) in values.iter_mut().zip(&fields[1..]) {
-                *value = if field.is_empty() {
-                    f64::NAN
-                } else {
-                    field.parse().map_err(|_| bad())?
-                };
+            _ => return Err(error(e.to_string())),
+        },
+    };
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| error(e.to_string()))?;
+        let bad = || {
+            error(format!(
+                "malformed row `{}`",
+                record.iter().collect::<Vec<_>>().join(",")
+            ))
+        };
+        if record.len() != COLUMNS.len() + 1 {
+            return Err(bad());
+        }
+        let epoch = record[0].parse().map_err(|_| bad())?;
+        let mut values = [f64::NAN; COLUMNS.len()];
+        for (value, field) in values.iter_mut().zip(record.iter().skip(1)) {
+            if !field.is_empty() {
+                *value = field.parse().map_err(|_| bad())?;
             }
-            Ok(EpochRow { epoch, values })
-        })
-        .collect()
+        }
+        rows.push(EpochRow { epoch, values });
+    }
+    Ok(rows)
 }
 
 /// Logs the mean of each metric per epoch and split, and appends a CSV row when an epoch's
@@ -97,23 +118,26 @@ impl EpochCsvLogger {
         }
     }
 
-    fn append_row(&mut self, epoch: usize) -> std::io::Result<()> {
-        let mut line = epoch.to_string();
+    fn append_row(&mut self, epoch: usize) -> Result<(), csv::Error> {
+        let mut record = vec![epoch.to_string()];
         for (split, name, _) in COLUMNS {
-            line.push(',');
-            if let Some((sum, count)) = self.sums.get(&(split.to_string(), name.to_string())) {
-                write!(line, "{}", sum / *count as f64).unwrap();
-            }
+            let mean = self.sums.get(&(split.to_string(), name.to_string()));
+            record.push(mean.map_or(String::new(), |(sum, count)| {
+                (sum / *count as f64).to_string()
+            }));
         }
         let new_file = !self.path.exists();
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
+        let mut writer = csv::Writer::from_writer(file);
         if new_file {
-            writeln!(file, "{}", csv_header())?;
+            writer.write_record(csv_header().split(','))?;
         }
-        writeln!(file, "{line}")
+        writer.write_record(&record)?;
+        writer.flush()?;
+        Ok(())
     }
 }
 
@@ -157,98 +181,119 @@ impl MetricLogger for EpochCsvLogger {
     }
 }
 
-/// Draws loss and accuracy curves (train and valid) as a standalone SVG.
-pub fn curves_svg(rows: &[EpochRow]) -> String {
-    let panels = [
-        ("loss", ["train_loss", "valid_loss"]),
-        ("accuracy (%)", ["train_accuracy", "valid_accuracy"]),
-    ];
-    let (width, height, margin) = (440.0, 300.0, 48.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="12">"#,
-        2.0 * width
-    );
-    svg.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let epochs: Vec<f64> = rows.iter().map(|r| r.epoch as f64).collect();
-    let (x_min, x_max) = (
-        epochs.first().copied().unwrap_or(0.0),
-        epochs.last().copied().unwrap_or(1.0),
-    );
-    for (panel, (title, columns)) in panels.iter().enumerate() {
-        let left = panel as f64 * width + margin;
-        let (plot_w, plot_h) = (width - 1.5 * margin, height - 2.0 * margin);
-        let values: Vec<f64> = columns
+/// The two panels of the curves: a title and the train and valid columns.
+const PANELS: [(&str, [&str; 2]); 2] = [
+    ("loss", ["train_loss", "valid_loss"]),
+    ("accuracy (%)", ["train_accuracy", "valid_accuracy"]),
+];
+
+/// Size of the curves picture in pixels.
+const CURVES_SIZE: (u32, u32) = (880, 300);
+
+/// Makes the embedded DejaVu Sans plotters' "sans-serif" (its text layout needs a font even
+/// for SVG; plotters' own font loading would need the system's fontconfig).
+fn register_font() {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .unwrap_or_else(|_| eprintln!("warning: the embedded font did not load"));
+    });
+}
+
+/// Draws the loss and accuracy curves (train and valid, per epoch) on `area`.
+fn draw_curves<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[EpochRow],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    register_font();
+    area.fill(&WHITE)?;
+    let (first, last) = match (rows.first(), rows.last()) {
+        (Some(first), Some(last)) => (first.epoch as f64, last.epoch as f64),
+        _ => (0.0, 1.0),
+    };
+    let epochs = if last > first {
+        first..last
+    } else {
+        first - 0.5..first + 0.5
+    };
+    for (panel, (title, columns)) in area.split_evenly((1, 2)).iter().zip(PANELS) {
+        let values = columns
             .iter()
-            .flat_map(|c| rows.iter().map(move |r| r.get(c)))
-            .filter(|v| v.is_finite())
-            .collect();
-        let (mut lo, mut hi) = values
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
-        if lo > hi {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if hi - lo < 1e-9 {
-            hi = lo + 1.0;
-        }
-        let x = |e: f64| {
-            left + if x_max > x_min {
-                (e - x_min) / (x_max - x_min) * plot_w
-            } else {
-                plot_w / 2.0
-            }
+            .flat_map(|column| rows.iter().map(|row| row.get(column)))
+            .filter(|value| value.is_finite());
+        let (low, high) = values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+        let (low, high) = if low > high {
+            (0.0, 1.0)
+        } else if high - low < 1e-9 {
+            (low - 0.5, high + 0.5)
+        } else {
+            (low, high)
         };
-        let y = |v: f64| margin + (hi - v) / (hi - lo) * plot_h;
-        write!(
-            svg,
-            r##"<rect x="{left}" y="{margin}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/><text x="{}" y="{}" text-anchor="middle">{title}</text>"##,
-            left + plot_w / 2.0,
-            margin - 12.0
-        )
-        .unwrap();
-        write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="end">{hi:.3}</text><text x="{}" y="{}" text-anchor="end">{lo:.3}</text><text x="{}" y="{}" text-anchor="middle">epoch</text>"#,
-            left - 4.0,
-            margin + 4.0,
-            left - 4.0,
-            margin + plot_h,
-            left + plot_w / 2.0,
-            height - 12.0
-        )
-        .unwrap();
-        for (column, color) in columns.iter().zip(["#1f77b4", "#d62728"]) {
-            let points: Vec<String> = rows
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(epochs.clone(), low..high)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .x_labels(rows.len().clamp(2, 10))
+            .draw()?;
+        for (column, color) in columns.into_iter().zip([BLUE, RED]) {
+            let points: Vec<(f64, f64)> = rows
                 .iter()
-                .filter(|r| r.get(column).is_finite())
-                .map(|r| format!("{:.1},{:.1}", x(r.epoch as f64), y(r.get(column))))
+                .filter(|row| row.get(column).is_finite())
+                .map(|row| (row.epoch as f64, row.get(column)))
                 .collect();
-            write!(
-                svg,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
-            )
-            .unwrap();
-            for point in &points {
-                let (px, py) = point.split_once(',').unwrap();
-                write!(svg, r#"<circle cx="{px}" cy="{py}" r="3" fill="{color}"/>"#).unwrap();
-            }
+            let label = column.split('_').next().unwrap_or(column);
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )?;
         }
-        for (i, (label, color)) in [("train", "#1f77b4"), ("valid", "#d62728")]
-            .iter()
-            .enumerate()
-        {
-            let ly = margin + 16.0 + 16.0 * i as f64;
-            write!(
-                svg,
-                r#"<text x="{}" y="{ly}" fill="{color}">{label}</text>"#,
-                left + plot_w - 40.0
-            )
-            .unwrap();
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+    }
+    area.present()
+}
+
+/// The loss and accuracy curves as a standalone SVG document.
+pub fn curves_svg(rows: &[EpochRow]) -> String {
+    let mut svg = String::new();
+    {
+        let area = SVGBackend::with_string(&mut svg, CURVES_SIZE).into_drawing_area();
+        // Drawing into a string fails only on a plotters bug; the picture is a by-product.
+        if let Err(e) = draw_curves(&area, rows) {
+            eprintln!("warning: training curves not drawn: {e}");
         }
     }
-    svg.push_str("</svg>\n");
     svg
+}
+
+/// The loss and accuracy curves as a PNG image.
+pub fn curves_png(rows: &[EpochRow]) -> Result<Vec<u8>, String> {
+    let (width, height) = CURVES_SIZE;
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let area = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE).into_drawing_area();
+        draw_curves(&area, rows).map_err(|e| e.to_string())?;
+    }
+    let image = image::RgbImage::from_raw(width, height, pixels)
+        .ok_or("the picture buffer has the wrong size")?;
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(png)
 }
 
 #[cfg(test)]
@@ -290,10 +335,27 @@ mod tests {
         assert_eq!(read[1].get("valid_loss"), 0.5);
         assert!(read[1].get("valid_top5_accuracy").is_nan());
         let svg = curves_svg(&read);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Two panels, each a train (blue) and a valid (red) line with a legend entry, and a
+        // marker per epoch on each line.
+        for color in ["#0000FF", "#FF0000"] {
+            let lines = format!(r#"<polyline fill="none" opacity="1" stroke="{color}""#);
+            assert_eq!(svg.matches(&lines).count(), 4, "{color}: {svg}");
+        }
+        assert_eq!(svg.matches("<circle").count(), 8, "{svg}");
+        assert!(
+            svg.contains("\nloss\n") && svg.contains("\naccuracy (%)\n"),
+            "{svg}"
+        );
+        let png = curves_png(&read).unwrap();
+        let picture = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(picture.dimensions(), CURVES_SIZE);
+        // Lines were drawn: some pixels are blue, some red.
+        let has = |rgb: [u8; 3]| picture.pixels().any(|p| p.0 == rgb);
+        assert!(has([0, 0, 255]) && has([255, 0, 0]));
 
         std::fs::write(&path, "epoch,x\n1,2\n").unwrap();
-        assert!(read_csv(&path).unwrap_err().contains("malformed row `1,2`"));
+        let error = read_csv(&path).unwrap_err().to_string();
+        assert!(error.contains("malformed row `1,2`"), "{error}");
     }
 }

@@ -43,6 +43,10 @@ impl RunFolder {
     pub fn curves(&self) -> PathBuf {
         self.0.join("curves.svg")
     }
+    /// `curves.png`: the same picture as PNG.
+    pub fn curves_png(&self) -> PathBuf {
+        self.0.join("curves.png")
+    }
     /// `summary.json`: the final test evaluation.
     pub fn summary(&self) -> PathBuf {
         self.0.join("summary.json")
@@ -52,9 +56,9 @@ impl RunFolder {
         self.0.join("checkpoint")
     }
 
-    /// Writes `text` to `path` (a file of this folder).
-    pub(crate) fn write(&self, path: &Path, text: String) -> Result<(), TrainError> {
-        std::fs::write(path, text).map_err(|e| run_error(path, e.to_string()))
+    /// Writes `contents` to `path` (a file of this folder).
+    pub(crate) fn write(&self, path: &Path, contents: impl AsRef<[u8]>) -> Result<(), TrainError> {
+        std::fs::write(path, contents).map_err(|e| run_error(path, e.to_string()))
     }
 
     /// Creates the folder and writes what a run knows before its first step: the training

@@ -33,7 +33,7 @@ use crate::distributed::{Collective, GradientAverager, Shard, broadcast_module};
 use crate::error::{TrainError, run_error};
 use crate::evaluate::evaluate;
 use crate::progress::PlainProgress;
-use crate::report::{EpochCsvLogger, EpochRow, curves_svg, read_csv};
+use crate::report::{EpochCsvLogger, EpochRow, curves_png, curves_svg, read_csv};
 use crate::run::{RunFolder, TrainSummary};
 use crate::schedule::LrSchedule;
 
@@ -94,7 +94,7 @@ impl<B: AutodiffBackend> TrainOptions<B> {
 /// let config = TrainConfig::new().with_epochs(1);
 /// let options = TrainOptions::<Autodiff<Flex>>::new(Default::default());
 /// let summary = train(&config, "runs/first".as_ref(), options)?;
-/// println!("test accuracy {:.2}%", summary.test.accuracy * 100.0);
+/// println!("test top-1 {:.2}%", summary.test.top1 * 100.0);
 /// # Ok::<(), se_train::TrainError>(())
 /// ```
 pub fn train<B: AutodiffBackend>(
@@ -187,9 +187,13 @@ pub fn train<B: AutodiffBackend>(
     if rank == 0 {
         let saved = weights::save(final_model.clone(), &run.final_model());
         saved.map_err(|e| run_error(&run.final_model(), e.to_string()))?;
-        let rows = read_csv(&run.metrics()).map_err(|e| run_error(&run.metrics(), e))?;
+        let rows = read_csv(&run.metrics()).map_err(|e| run_error(&run.metrics(), e.message))?;
         save_best_model::<B>(&run, &rows, &model_config, config.label_smoothing, &device);
         run.write(&run.curves(), curves_svg(&rows))?;
+        match curves_png(&rows) {
+            Ok(png) => run.write(&run.curves_png(), png)?,
+            Err(e) => eprintln!("warning: {}: not drawn: {e}", run.curves_png().display()),
+        }
         epochs = rows.last().map_or(epochs, |row| row.epoch);
     }
     let summary = TrainSummary {
@@ -422,7 +426,10 @@ where
     // Burn's own `.summary()` would print the whole module tree (~400 lines for a ResNet) above
     // the table; this is the same table without it.
     if setup.progress != Progress::Silent
-        && let Ok(summary) = LearnerSummary::new(run_dir, &summarised)
+        && let Ok(summary) = LearnerSummary::new(
+            run_dir,
+            &summarised.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+        )
     {
         println!("{summary}");
     }

@@ -73,6 +73,7 @@ fn loss_falls_accuracy_beats_chance_and_resume_continues_from_the_checkpoint() {
         run.final_model(),
         run.best_model(),
         run.curves(),
+        run.curves_png(),
         run.summary(),
         run.model_config(),
         run.dataset(),

@@ -343,7 +343,7 @@ impl Job for TrainJob<'_> {
 
 fn report(summary: &TrainSummary, run_dir: &std::path::Path) {
     println!(
-        "done in {:.0}s: test top-1 {:.2}%, top-5 {:.2}% on {} images; models, metrics.csv and curves.svg in {}",
+        "done in {:.0}s: test top-1 {:.2}%, top-5 {:.2}% on {} images; models, metrics.csv and curves (.svg, .png) in {}",
         summary.seconds,
         100.0 * summary.test.top1,
         100.0 * summary.test.top5,
