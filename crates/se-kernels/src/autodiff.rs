@@ -8,7 +8,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use super::Kernels;
+use crate::kernels::Kernels;
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn convolution(

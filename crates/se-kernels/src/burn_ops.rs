@@ -1,13 +1,13 @@
-//! The kernels written with Burn's tensor ops: [`Kernels`](super::Kernels)'s
-//! defaults, for any backend.
+//! The kernels written with Burn's tensor ops: the defaults of `Kernels`, and what every
+//! backend without kernels of its own runs.
 
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 
-use super::float;
+use burn::tensor::TensorPrimitive;
 
 /// `relu(x · scale + shift + residual)` plane by plane (see
-/// [`Kernels::plane_affine`](super::Kernels::plane_affine)).
+/// [`Kernels::plane_affine`](crate::kernels::Kernels::plane_affine)).
 pub fn plane_affine<B: Backend>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,
@@ -32,7 +32,7 @@ pub fn plane_affine<B: Backend>(
 }
 
 /// The gradients of [`plane_affine`]: `(x, scale, shift, pre-activation)` (see
-/// [`Kernels::plane_affine_grad`](super::Kernels::plane_affine_grad)).
+/// [`Kernels::plane_affine_grad`](crate::kernels::Kernels::plane_affine_grad)).
 pub fn plane_affine_grad<B: Backend>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,
@@ -72,7 +72,7 @@ pub fn plane_moments<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     moments.into_primitive().tensor()
 }
 
-/// The gradient of `x` given the gradient of its [`plane_moments`](super::Kernels::plane_moments)
+/// The gradient of `x` given the gradient of its [`plane_moments`](crate::kernels::Kernels::plane_moments)
 /// (`moments` are their values): `(d_mean + 2 (x - mean) d_var) / (H W)`.
 pub fn plane_moments_grad<B: Backend>(
     x: FloatTensor<B>,
@@ -88,6 +88,11 @@ pub fn plane_moments_grad<B: Backend>(
     let dx =
         (centred * at(grad.clone(), 1).mul_scalar(2.0) + at(grad, 0)).div_scalar((h * w) as f64);
     dx.reshape([n, c, h, w]).into_primitive().tensor()
+}
+
+/// A float primitive as a tensor.
+pub(crate) fn float<B: Backend, const D: usize>(t: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 /// `[N, C]` per-plane values as an `[N * C, 1]` column (`rows = N * C`).

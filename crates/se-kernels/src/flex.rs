@@ -6,9 +6,9 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, TensorData};
 
-use super::Kernels;
-use super::cpu_conv::{self as cpu, ConvGeometry};
-use super::{burn_ops, cpu_planes};
+use crate::cpu_conv::{self as cpu, ConvGeometry};
+use crate::kernels::Kernels;
+use crate::{burn_ops, cpu_planes};
 
 impl Kernels for Flex {
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {

@@ -11,9 +11,9 @@ use std::any::{Any, TypeId};
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-#[cfg(feature = "flex")]
-use crate::Kernels;
 use crate::burn_ops;
+#[cfg(feature = "flex")]
+use crate::kernels::Kernels;
 
 /// Whether `B` runs this crate's CPU kernels (`Flex`, or `Autodiff` over it) rather than Burn's
 /// ops. Every backend gives the same results either way; this only says which code runs.

@@ -32,14 +32,23 @@ impl std::fmt::Debug for MpiCollective {
     }
 }
 
+/// Why MPI could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MpiInitError {
+    /// `init` was called twice in one process.
+    #[error("MPI was already initialised")]
+    AlreadyInitialised,
+    /// The MPI library cannot be called from the Learner's threads.
+    #[error("this MPI library offers thread level {0}; training needs Serialized")]
+    ThreadLevel(String),
+}
+
 /// Starts MPI. Keep the [`Universe`] alive until the end: dropping it finalises MPI.
-pub fn init() -> Result<(Universe, MpiCollective), String> {
+pub fn init() -> Result<(Universe, MpiCollective), MpiInitError> {
     let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
-        .ok_or("MPI was already initialised")?;
+        .ok_or(MpiInitError::AlreadyInitialised)?;
     if threading < Threading::Serialized {
-        return Err(format!(
-            "this MPI library offers thread level {threading:?}; training needs Serialized"
-        ));
+        return Err(MpiInitError::ThreadLevel(format!("{threading:?}")));
     }
     let world = universe.world();
     let collective = MpiCollective {
