@@ -92,6 +92,55 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
     }
 }
 
+/// Values no run can start with are refused, naming the option, before any file is written.
+#[test]
+fn impossible_training_settings_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value, message) in [
+        ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+        ("--epochs", "0", "--epochs 0: must be at least 1"),
+        ("--lr", "-1", "--lr -1: a finite number above 0"),
+        ("--lr", "NaN", "--lr NaN: a finite number above 0"),
+        (
+            "--label-smoothing",
+            "1.5",
+            "--label-smoothing 1.5: in [0, 1)",
+        ),
+        (
+            "--train-limit",
+            "0",
+            "--train-limit 0: must be at least 1 image",
+        ),
+    ] {
+        let output = se(&["train", option, value, "--run-dir", "run"], dir.path());
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{option} {value}: {stderr}");
+        assert!(stderr.contains(message), "{option} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !dir.path().join("run").exists(),
+            "{option} {value} wrote the run folder"
+        );
+    }
+}
+
+/// A learning rate that makes the loss explode: the run stops at the first non-finite loss,
+/// names where, exits non-zero, and writes no final model (nothing NaN is left behind).
+#[test]
+fn a_diverging_run_stops_at_the_first_non_finite_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = "train --lr 1e8 --epochs 2 --train-limit 320 --test-limit 100 --batch-size 32 \
+                --warmup-epochs 0 --workers 1 --run-dir run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the loss became"), "{stderr}");
+    assert!(stderr.contains("at epoch 1, iteration "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let run = dir.path().join("run");
+    assert!(!run.join("model.mpk").exists() && !run.join("summary.json").exists());
+}
+
 #[test]
 fn train_then_eval_and_predict_digits() {
     let dir = tempfile::tempdir().unwrap();

@@ -30,5 +30,5 @@ pub mod resnet;
 pub mod weights;
 pub mod zoo;
 
-pub use resnet::{BlockKind, ResNet, ResNetConfig, StageComplexity, Stem};
+pub use resnet::{BlockKind, InvalidModelConfig, ResNet, ResNetConfig, StageComplexity, Stem};
 pub use zoo::{Family, MODELS, ModelEntry, UnknownModel, config, known_names, lookup};

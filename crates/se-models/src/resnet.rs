@@ -107,6 +107,111 @@ pub struct ResNetConfig {
     pub zero_init_last: bool,
 }
 
+/// A [`ResNetConfig`] that cannot build a network (read from a hand-edited or foreign
+/// `model.json`, say): which field, its value, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model config: {field} = {value}: {rule}")]
+pub struct InvalidModelConfig {
+    /// The field.
+    pub field: &'static str,
+    /// Its value, as written.
+    pub value: String,
+    /// What it must be.
+    pub rule: &'static str,
+}
+
+impl ResNetConfig {
+    /// Checks every field a network is built from, before any tensor is made: stage counts and
+    /// widths, groups that divide the grouped convolution, channels, classes, dropout.
+    pub fn validate(&self) -> Result<(), InvalidModelConfig> {
+        let invalid = |field, value: &dyn std::fmt::Debug, rule| {
+            Err(InvalidModelConfig {
+                field,
+                value: format!("{value:?}"),
+                rule,
+            })
+        };
+        if self.layers.is_empty() || self.layers.len() > STAGE_NAMES.len() {
+            return invalid("layers", &self.layers, "one to four stages");
+        }
+        if self.layers.contains(&0) {
+            return invalid(
+                "layers",
+                &self.layers,
+                "every stage needs at least one block",
+            );
+        }
+        if self.widths.len() != self.layers.len() {
+            return invalid("widths", &self.widths, "one width per stage of `layers`");
+        }
+        if self.widths.contains(&0) {
+            return invalid("widths", &self.widths, "every width must be at least 1");
+        }
+        for (field, value) in [
+            ("stem_width", self.stem_width),
+            ("in_channels", self.in_channels),
+            ("num_classes", self.num_classes),
+            ("groups", self.groups),
+            ("base_width", self.base_width),
+        ] {
+            if value == 0 {
+                return invalid(field, &value, "must be at least 1");
+            }
+        }
+        if self.block == BlockKind::Bottleneck
+            && self
+                .widths
+                .iter()
+                .any(|&planes| planes * self.base_width / 64 == 0)
+        {
+            return invalid(
+                "base_width",
+                &self.base_width,
+                "too small: a stage's grouped convolution would have no channel per group",
+            );
+        }
+        if self.block == BlockKind::Basic && (self.groups != 1 || self.base_width != 64) {
+            return invalid(
+                "groups",
+                &self.groups,
+                "grouped convolutions (ResNeXt) need bottleneck blocks",
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return invalid("dropout", &self.dropout, "a probability in [0, 1)");
+        }
+        Ok(())
+    }
+
+    /// The smallest image side the network takes: every window of the stem must fit its
+    /// padded input (the stages' 3x3 and 1x1 convolutions fit any size from 1).
+    pub fn min_input_size(&self) -> usize {
+        (1..)
+            .find(|&side| self.stem_output(side).is_some())
+            .unwrap_or(1)
+    }
+
+    /// The side of the stem's output for an input `side`, `None` where a window does not fit.
+    fn stem_output(&self, side: usize) -> Option<usize> {
+        let window = |side: usize, kernel: usize, stride: usize, padding: usize, ceil: bool| {
+            let span = (side + 2 * padding).checked_sub(kernel)?;
+            Some(
+                if ceil {
+                    span.div_ceil(stride)
+                } else {
+                    span / stride
+                } + 1,
+            )
+        };
+        let (kernel, stride) = self.stem.conv_kernel_stride();
+        let side = window(side, kernel, stride, kernel / 2, false)?;
+        match self.stem.pool() {
+            Some((padding, ceil)) => window(side, 3, 2, padding, ceil),
+            None => Some(side),
+        }
+    }
+}
+
 /// The configuration of one block of a network, of either kind.
 enum BlockSpec {
     Basic(BasicBlockConfig),
@@ -150,27 +255,14 @@ impl ResNetConfig {
             .map_or(self.stem_width, |w| w * self.block.expansion())
     }
 
-    fn validate(&self) {
-        assert!(
-            (1..=4).contains(&self.layers.len()),
-            "a ResNet has one to four stages, got {}",
-            self.layers.len()
-        );
-        assert_eq!(
-            self.layers.len(),
-            self.widths.len(),
-            "`layers` and `widths` must have one entry per stage"
-        );
-        assert!(
-            self.block == BlockKind::Bottleneck || (self.groups == 1 && self.base_width == 64),
-            "grouped convolutions (ResNeXt) need bottleneck blocks"
-        );
-    }
-
     /// Block configurations, stage by stage: the first block of every stage but the first has
     /// stride 2.
     fn block_specs(&self) -> Vec<Vec<BlockSpec>> {
-        self.validate();
+        // `init` has no error path (Burn's convention); readers of config files call
+        // `validate` first and report a typed error.
+        if let Err(error) = self.validate() {
+            panic!("{error}");
+        }
         let mut in_channels = self.stem_width;
         let mut stages = Vec::with_capacity(self.layers.len());
         for (stage, (&blocks, &planes)) in self.layers.iter().zip(&self.widths).enumerate() {

@@ -365,3 +365,47 @@ fn batch_norm_uses_batch_statistics_in_training_and_running_ones_in_eval() {
         "training forward should have moved the running mean"
     );
 }
+
+/// Every registered model is a valid config; an impossible one (as a hand-edited `model.json`
+/// could be) is refused with the field named, before any tensor is made.
+#[test]
+fn configs_are_validated_before_a_network_is_built() {
+    for entry in MODELS {
+        assert_eq!((entry.config)().validate(), Ok(()), "{}", entry.name);
+    }
+    let field = |config: ResNetConfig| config.validate().unwrap_err().field;
+    let resnet = se_models::zoo::resnet50;
+    assert_eq!(field(resnet().with_in_channels(0)), "in_channels");
+    assert_eq!(field(resnet().with_num_classes(0)), "num_classes");
+    assert_eq!(
+        field(ResNetConfig {
+            layers: vec![],
+            ..resnet()
+        }),
+        "layers"
+    );
+    assert_eq!(
+        field(ResNetConfig {
+            layers: vec![3, 0, 6, 3],
+            ..resnet()
+        }),
+        "layers"
+    );
+    assert_eq!(field(resnet().with_widths(vec![64, 128])), "widths");
+    assert_eq!(field(resnet().with_dropout(1.0)), "dropout");
+    assert_eq!(field(se_models::zoo::resnet18().with_groups(32)), "groups");
+    let error = resnet().with_stem_width(0).validate().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "model config: stem_width = 0: must be at least 1"
+    );
+}
+
+/// The smallest image side each stem takes: the Caffe stem's unpadded max pool needs a 3x3 map
+/// after the 7x7/2 convolution; the others take any side.
+#[test]
+fn the_smallest_input_follows_the_stem() {
+    assert_eq!(se_models::zoo::se_resnet50().min_input_size(), 1);
+    assert_eq!(se_models::zoo::se_resnet20().min_input_size(), 1);
+    assert_eq!(se_models::zoo::legacy_se_resnet50().min_input_size(), 5);
+}

@@ -4,12 +4,13 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{ElementConversion, Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use se_models::ResNet;
 
 use crate::data::batcher::ImageBatch;
 use crate::distributed::GradientAverager;
+use crate::guard::LossGuard;
 
 /// A ResNet with a cross-entropy loss (optionally label-smoothed) on its logits.
 #[derive(Module, Debug)]
@@ -26,6 +27,9 @@ pub struct Classifier<B: Backend> {
     /// sums, so that the step uses their mean as on one device.
     #[module(skip)]
     pub gradient_scale: f32,
+    /// Stops training at the first non-finite loss, applying no gradient from it.
+    #[module(skip)]
+    pub loss_guard: Option<LossGuard>,
 }
 
 impl<B: Backend> Classifier<B> {
@@ -36,7 +40,14 @@ impl<B: Backend> Classifier<B> {
             label_smoothing,
             gradient_averager: None,
             gradient_scale: 1.0,
+            loss_guard: None,
         }
+    }
+
+    /// Guards every training step's loss (see [`LossGuard`]).
+    pub fn with_loss_guard(mut self, guard: LossGuard) -> Self {
+        self.loss_guard = Some(guard);
+        self
     }
 
     /// Scales the gradients of every training step (see [`Classifier::gradient_scale`]).
@@ -75,6 +86,16 @@ impl<B: AutodiffBackend> TrainStep for Classifier<B> {
 
     fn step(&self, batch: ImageBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
         let output = self.forward_classification(batch.images, batch.targets);
+        if let Some(guard) = &self.loss_guard {
+            let value: f64 = output.loss.clone().inner().into_scalar().elem();
+            if !guard.check(value) {
+                // No gradient from this step: the weights stay as the last finite step left them.
+                return TrainOutput {
+                    grads: GradientsParams::new(),
+                    item: output,
+                };
+            }
+        }
         let loss = if self.gradient_scale == 1.0 {
             output.loss.clone()
         } else {

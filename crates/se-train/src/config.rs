@@ -158,3 +158,147 @@ impl TrainConfig {
             .unwrap_or_else(|| self.data.default_augmentation())
     }
 }
+
+/// A [`TrainConfig`] value a run cannot start with: the field, its value, and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} = {value}: {rule}")]
+pub struct InvalidTrainConfig {
+    /// The field of [`TrainConfig`].
+    pub field: &'static str,
+    /// Its value, as written.
+    pub value: String,
+    /// What it must be.
+    pub rule: &'static str,
+}
+
+impl TrainConfig {
+    /// Checks every number a run depends on, so that a bad value is refused before anything
+    /// is written, instead of failing (or silently diverging) mid-run. Data and model are
+    /// checked where they are read.
+    pub fn validate(&self) -> Result<(), InvalidTrainConfig> {
+        fn invalid(
+            field: &'static str,
+            value: impl std::fmt::Display,
+            rule: &'static str,
+        ) -> Result<(), InvalidTrainConfig> {
+            Err(InvalidTrainConfig {
+                field,
+                value: value.to_string(),
+                rule,
+            })
+        }
+        let finite_non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        if self.epochs == 0 {
+            return invalid("epochs", self.epochs, "must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size", self.batch_size, "must be at least 1");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return invalid(
+                "learning_rate",
+                self.learning_rate,
+                "a finite number above 0",
+            );
+        }
+        if !finite_non_negative(self.warmup_epochs) {
+            return invalid(
+                "warmup_epochs",
+                self.warmup_epochs,
+                "a finite number from 0",
+            );
+        }
+        if !finite_non_negative(self.weight_decay) {
+            return invalid("weight_decay", self.weight_decay, "a finite number from 0");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return invalid("label_smoothing", self.label_smoothing, "in [0, 1)");
+        }
+        if let OptimizerKind::Sgd { momentum, .. } = self.optimizer
+            && !(0.0..1.0).contains(&momentum)
+        {
+            return invalid("momentum", momentum, "in [0, 1)");
+        }
+        if let ScheduleKind::Step {
+            every_epochs,
+            gamma,
+        } = self.schedule
+        {
+            if every_epochs == 0 {
+                return invalid("every_epochs", every_epochs, "must be at least 1");
+            }
+            if !(gamma.is_finite() && gamma > 0.0) {
+                return invalid("gamma", gamma, "a finite number above 0");
+            }
+        }
+        for (field, limit) in [
+            ("train_limit", self.train_limit),
+            ("test_limit", self.test_limit),
+        ] {
+            if limit == Some(0) {
+                return invalid(field, 0, "must be at least 1 image");
+            }
+        }
+        if let DataSource::Folder(_, size) = self.data
+            && size == 0
+        {
+            return invalid("image_size", size, "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_bad_value_is_named() {
+        assert_eq!(TrainConfig::new().validate(), Ok(()));
+        let field = |config: TrainConfig| config.validate().unwrap_err().field;
+        assert_eq!(field(TrainConfig::new().with_batch_size(0)), "batch_size");
+        assert_eq!(field(TrainConfig::new().with_epochs(0)), "epochs");
+        assert_eq!(
+            field(TrainConfig::new().with_learning_rate(0.0)),
+            "learning_rate"
+        );
+        assert_eq!(
+            field(TrainConfig::new().with_learning_rate(f64::NAN)),
+            "learning_rate"
+        );
+        assert_eq!(
+            field(TrainConfig::new().with_warmup_epochs(-1.0)),
+            "warmup_epochs"
+        );
+        assert_eq!(
+            field(TrainConfig::new().with_weight_decay(f64::INFINITY)),
+            "weight_decay"
+        );
+        assert_eq!(
+            field(TrainConfig::new().with_label_smoothing(1.0)),
+            "label_smoothing"
+        );
+        assert_eq!(
+            field(TrainConfig::new().with_train_limit(Some(0))),
+            "train_limit"
+        );
+        let sgd = OptimizerKind::Sgd {
+            momentum: 1.5,
+            nesterov: false,
+        };
+        assert_eq!(field(TrainConfig::new().with_optimizer(sgd)), "momentum");
+        let step = ScheduleKind::Step {
+            every_epochs: 0,
+            gamma: 0.1,
+        };
+        assert_eq!(
+            field(TrainConfig::new().with_schedule(step)),
+            "every_epochs"
+        );
+        let error = TrainConfig::new()
+            .with_batch_size(0)
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.to_string(), "batch_size = 0: must be at least 1");
+    }
+}

@@ -35,13 +35,14 @@ pub mod data;
 pub mod distributed;
 pub mod error;
 pub mod evaluate;
+pub mod guard;
 pub mod progress;
 pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod train;
 
-pub use config::{DataSource, OptimizerKind, ScheduleKind, TrainConfig};
+pub use config::{DataSource, InvalidTrainConfig, OptimizerKind, ScheduleKind, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{EvalReport, evaluate, load_image, predict};
 pub use run::{RunFolder, TrainSummary};

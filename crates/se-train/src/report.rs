@@ -99,6 +99,38 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>, MetricsCsvError> {
     Ok(rows)
 }
 
+/// Writes `rows` as a whole `metrics.csv`, atomically (a temporary file, fsynced, then renamed).
+pub fn write_csv(path: &Path, rows: &[EpochRow]) -> Result<(), String> {
+    let temporary = path.with_extension("csv.partial");
+    let written = (|| -> Result<(), csv::Error> {
+        let file = std::fs::File::create(&temporary)?;
+        let mut writer = csv::Writer::from_writer(file);
+        writer.write_record(csv_header().split(','))?;
+        for row in rows {
+            writer.write_record(row_record(row.epoch, row.values.iter().copied()))?;
+        }
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    })();
+    written
+        .and_then(|()| Ok(std::fs::rename(&temporary, path)?))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A CSV record: the epoch, then each value (empty where NaN: not logged).
+fn row_record(epoch: usize, values: impl Iterator<Item = f64>) -> Vec<String> {
+    std::iter::once(epoch.to_string())
+        .chain(values.map(|v| {
+            if v.is_nan() {
+                String::new()
+            } else {
+                v.to_string()
+            }
+        }))
+        .collect()
+}
+
 /// Logs the mean of each metric per epoch and split, and appends a CSV row when an epoch's
 /// validation ends. Burn's own file logger stays registered beside it for the per-iteration logs.
 pub struct EpochCsvLogger {
@@ -119,13 +151,11 @@ impl EpochCsvLogger {
     }
 
     fn append_row(&mut self, epoch: usize) -> Result<(), csv::Error> {
-        let mut record = vec![epoch.to_string()];
-        for (split, name, _) in COLUMNS {
-            let mean = self.sums.get(&(split.to_string(), name.to_string()));
-            record.push(mean.map_or(String::new(), |(sum, count)| {
-                (sum / *count as f64).to_string()
-            }));
-        }
+        let means = COLUMNS.iter().map(|(split, name, _)| {
+            let slot = self.sums.get(&(split.to_string(), name.to_string()));
+            slot.map_or(f64::NAN, |(sum, count)| sum / *count as f64)
+        });
+        let record = row_record(epoch, means);
         let new_file = !self.path.exists();
         let file = std::fs::OpenOptions::new()
             .create(true)

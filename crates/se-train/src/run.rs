@@ -9,6 +9,7 @@ use crate::config::TrainConfig;
 use crate::data::DatasetInfo;
 use crate::error::{TrainError, run_error};
 use crate::evaluate::EvalReport;
+use crate::report::{EpochRow, read_csv, write_csv};
 
 /// The files of a run folder.
 #[derive(Debug, Clone)]
@@ -75,6 +76,30 @@ impl RunFolder {
         self.write(&self.dataset(), serde_json::to_string_pretty(info).unwrap())
     }
 
+    /// Forgets the epochs from `epoch` on: deletes their checkpoints (model, optimizer,
+    /// scheduler) and their `metrics.csv` rows (rewritten atomically).
+    pub fn forget_from(&self, epoch: usize) -> Result<(), TrainError> {
+        if let Ok(entries) = std::fs::read_dir(self.checkpoints()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let number = name
+                    .rsplit_once('-')
+                    .and_then(|(_, rest)| rest.strip_suffix(".mpk"))
+                    .and_then(|n| n.parse::<usize>().ok());
+                if number.is_some_and(|n| n >= epoch) {
+                    std::fs::remove_file(entry.path())
+                        .map_err(|e| run_error(&entry.path(), e.to_string()))?;
+                }
+            }
+        }
+        let rows = read_csv(&self.metrics()).map_err(|e| run_error(&self.metrics(), e.message))?;
+        if rows.iter().any(|row| row.epoch >= epoch) {
+            let kept: Vec<EpochRow> = rows.into_iter().filter(|row| row.epoch < epoch).collect();
+            write_csv(&self.metrics(), &kept).map_err(|e| run_error(&self.metrics(), e))?;
+        }
+        Ok(())
+    }
+
     /// The highest epoch with a saved model checkpoint.
     pub fn last_checkpoint(&self) -> Option<usize> {
         std::fs::read_dir(self.checkpoints())
@@ -97,6 +122,9 @@ impl RunFolder {
                 format!("cannot read the model config: {e}"),
             )
         })?;
+        model
+            .validate()
+            .map_err(|e| run_error(&self.model_config(), e.to_string()))?;
         let text = std::fs::read_to_string(self.dataset())
             .map_err(|e| run_error(&self.dataset(), e.to_string()))?;
         let info = serde_json::from_str(&text)

@@ -19,7 +19,7 @@ use burn::train::metric::{
     TopKAccuracyMetric,
 };
 use burn::train::{
-    ExecutionStrategy, Learner, LearnerSummary, MultiDeviceOptim, SupervisedTraining,
+    ExecutionStrategy, Interrupter, Learner, LearnerSummary, MultiDeviceOptim, SupervisedTraining,
     TrainingStrategy,
 };
 use se_models::{ResNetConfig, weights};
@@ -32,6 +32,7 @@ use crate::data::{DataSplits, DatasetInfo, ImageDataset};
 use crate::distributed::{Collective, GradientAverager, Shard, broadcast_module};
 use crate::error::{TrainError, run_error};
 use crate::evaluate::evaluate;
+use crate::guard::LossGuard;
 use crate::progress::PlainProgress;
 use crate::report::{EpochCsvLogger, EpochRow, curves_png, curves_svg, read_csv};
 use crate::run::{RunFolder, TrainSummary};
@@ -103,6 +104,7 @@ pub fn train<B: AutodiffBackend>(
     options: TrainOptions<B>,
 ) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
+    config.validate()?;
     let TrainOptions {
         devices,
         resume,
@@ -138,6 +140,15 @@ pub fn train<B: AutodiffBackend>(
     let model_config = se_models::config(&config.model)?
         .with_in_channels(info.channels)
         .with_num_classes(info.num_classes());
+    model_config.validate()?;
+    let min_size = model_config.min_input_size();
+    if info.image_size.iter().any(|&side| side < min_size) {
+        return Err(TrainError::ImageTooSmall {
+            model: config.model.clone(),
+            image_size: info.image_size,
+            min_size,
+        });
+    }
     run.write_start(config, &model_config, &info)?;
 
     B::seed(&device, config.seed);
@@ -156,6 +167,9 @@ pub fn train<B: AutodiffBackend>(
         Some(c) => broadcast_module(model, c.as_ref()),
         None => model,
     };
+    let interrupter = Interrupter::new();
+    let loss_guard = LossGuard::new(interrupter.clone());
+    let devices_count = devices.len();
     let setup = LearnerSetup {
         run: run.clone(),
         train_loader,
@@ -164,8 +178,10 @@ pub fn train<B: AutodiffBackend>(
         start_epoch,
         model: Classifier::new(model, config.label_smoothing)
             .with_gradient_averager(collective.clone().map(GradientAverager::new))
-            .with_gradient_scale(1.0 / devices.len() as f32),
+            .with_gradient_scale(1.0 / devices.len() as f32)
+            .with_loss_guard(loss_guard.clone()),
         devices,
+        interrupter,
         progress: match (rank, ranks) {
             (0, 1) => Progress::Auto,
             // mpirun forwards output through a pseudo-terminal the dashboard cannot drive.
@@ -182,12 +198,37 @@ pub fn train<B: AutodiffBackend>(
         ),
     };
     let final_model = fit_with_optimizer(config, setup).model;
+    if let Some(bad) = loss_guard.tripped() {
+        let step = bad.step / devices_count;
+        let epoch = start_epoch.unwrap_or(0) + step / steps_per_epoch.max(1) + 1;
+        return Err(stop_non_finite(
+            &run,
+            epoch,
+            Some(step % steps_per_epoch.max(1) + 1),
+            bad.loss,
+        ));
+    }
 
     let mut epochs = config.epochs;
     if rank == 0 {
         let saved = weights::save(final_model.clone(), &run.final_model());
         saved.map_err(|e| run_error(&run.final_model(), e.to_string()))?;
         let rows = read_csv(&run.metrics()).map_err(|e| run_error(&run.metrics(), e.message))?;
+        // A loss that went non-finite in validation only (the weights after an epoch's last
+        // step): that epoch's checkpoint is not kept either.
+        let losses = ["train_loss", "valid_loss"];
+        if let Some(row) = rows
+            .iter()
+            .find(|r| losses.iter().any(|c| !r.get(c).is_finite()))
+        {
+            let loss = losses.iter().map(|c| row.get(c)).find(|v| !v.is_finite());
+            return Err(stop_non_finite(
+                &run,
+                row.epoch,
+                None,
+                loss.unwrap_or(f64::NAN),
+            ));
+        }
         save_best_model::<B>(&run, &rows, &model_config, config.label_smoothing, &device);
         run.write(&run.curves(), curves_svg(&rows))?;
         match curves_png(&rows) {
@@ -209,6 +250,25 @@ pub fn train<B: AutodiffBackend>(
         )?;
     }
     Ok(summary)
+}
+
+/// Removes what the epochs from `epoch` on left (checkpoints, metrics rows), so that the newest
+/// checkpoint is the last finite one, and says so.
+fn stop_non_finite(
+    run: &RunFolder,
+    epoch: usize,
+    iteration: Option<usize>,
+    loss: f64,
+) -> TrainError {
+    if let Err(e) = run.forget_from(epoch) {
+        return e;
+    }
+    TrainError::NonFiniteLoss {
+        epoch,
+        iteration,
+        loss,
+        last_checkpoint: run.last_checkpoint(),
+    }
 }
 
 /// The epoch a run starts after: `None` for a new run (the folder must hold none), the last
@@ -354,6 +414,8 @@ struct LearnerSetup<B: AutodiffBackend> {
     model: Classifier<B>,
     /// The devices of the data-parallel replicas (the first holds the weights).
     devices: Vec<B::Device>,
+    /// Stops the Learner early (the loss guard holds a handle to it).
+    interrupter: Interrupter,
     schedule: LrSchedule,
     /// Top-5 accuracy is only logged with more than five classes.
     num_classes: usize,
@@ -400,6 +462,7 @@ where
         .with_metric_logger(FileMetricLogger::new(run_dir))
         .with_metric_logger(EpochCsvLogger::new(setup.run.metrics()))
         .with_file_checkpointer(weights::Recorder::new())
+        .with_interrupter(setup.interrupter)
         .num_epochs(setup.epochs);
     if setup.num_classes > 5 {
         summarised.push(top5.name());

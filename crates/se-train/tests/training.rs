@@ -166,3 +166,56 @@ fn two_devices_in_one_process_train_like_one_device_on_the_combined_batch() {
         "two devices {two:?} vs one {one:?}"
     );
 }
+
+/// A run that diverges in its second epoch (the saved config's learning rate raised, as a user
+/// might) stops at the first non-finite loss, naming epoch and iteration; the first epoch's
+/// checkpoint stays the newest, its metrics row the last, and the run resumes from it once the
+/// learning rate is sane again.
+#[test]
+fn a_diverging_epoch_stops_the_run_and_keeps_the_last_finite_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let device = Default::default();
+    let config = quick_config(1)
+        .with_train_limit(Some(320))
+        .with_test_limit(Some(100));
+    train(&config, &run_dir, TrainOptions::<B>::new(device)).unwrap();
+    let run = RunFolder(run_dir.clone());
+
+    let diverging = config.clone().with_epochs(3).with_learning_rate(1e8);
+    let options = TrainOptions::<B>::new(device).with_resume(true);
+    let error = train(&diverging, &run_dir, options).unwrap_err();
+    match &error {
+        se_train::TrainError::NonFiniteLoss {
+            epoch,
+            iteration,
+            last_checkpoint,
+            ..
+        } => {
+            assert_eq!(*epoch, 2, "{error}");
+            assert!(iteration.is_some_and(|i| (1..=10).contains(&i)), "{error}");
+            assert_eq!(*last_checkpoint, Some(1), "{error}");
+        }
+        other => panic!("expected a non-finite loss, got {other}"),
+    }
+    assert!(
+        error.to_string().contains("at epoch 2, iteration"),
+        "{error}"
+    );
+    assert_eq!(run.last_checkpoint(), Some(1));
+    let epochs: Vec<usize> = read_csv(&run.metrics())
+        .unwrap()
+        .iter()
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(epochs, [1]);
+
+    let options = TrainOptions::<B>::new(device).with_resume(true);
+    let resumed = train(&config.with_epochs(2), &run_dir, options).unwrap();
+    assert_eq!(resumed.epochs, 2);
+    // It went on from the finite weights: the loss keeps falling.
+    let rows = read_csv(&run.metrics()).unwrap();
+    assert_eq!(rows.len(), 2);
+    let loss = |i: usize| rows[i].get("train_loss");
+    assert!(loss(1).is_finite() && loss(1) < loss(0), "{rows:?}");
+}

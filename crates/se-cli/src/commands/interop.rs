@@ -110,7 +110,12 @@ impl ModelWeightsArgs {
         }
         let mut config = match config_beside(path) {
             Some(json) => {
-                ResNetConfig::load(&json).map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?
+                let config = ResNetConfig::load(&json)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?;
+                config
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?;
+                config
             }
             None => self.registry_config()?,
         };

@@ -251,6 +251,32 @@ impl TrainArgs {
     }
 }
 
+/// The option of `se train` that sets a [`TrainConfig`] field, for messages.
+fn flag(field: &str) -> &str {
+    match field {
+        "batch_size" => "--batch-size",
+        "learning_rate" => "--lr",
+        "epochs" => "--epochs",
+        "warmup_epochs" => "--warmup-epochs",
+        "weight_decay" => "--weight-decay",
+        "label_smoothing" => "--label-smoothing",
+        "momentum" => "--momentum",
+        "every_epochs" => "--step-epochs",
+        "gamma" => "--gamma",
+        "train_limit" => "--train-limit",
+        "test_limit" => "--test-limit",
+        "image_size" => "--image-size",
+        other => other,
+    }
+}
+
+/// Refuses a config no run can start with, naming the option, before anything is written.
+fn check(config: &TrainConfig) -> Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{} {}: {}", flag(e.field), e.value, e.rule))
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
     let (config, run_dir) = if args.resume {
         let run_dir = args.run_dir.clone().context("--resume needs --run-dir")?;
@@ -270,6 +296,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             .unwrap_or_else(|| TrainArgs::default_run_dir(&config));
         (config, run_dir)
     };
+    check(&config)?;
+    if let Some(devices) = &args.devices {
+        let mut seen = devices.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != devices.len() {
+            bail!("--devices {devices:?}: each device at most once");
+        }
+    }
     if args.distributed == Some(Distributed::Mpi) {
         if args.run_dir.is_none() {
             bail!("--distributed needs --run-dir: every rank must agree on the run folder");
