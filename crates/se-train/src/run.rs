@@ -100,6 +100,42 @@ impl RunFolder {
         Ok(())
     }
 
+    /// Checks that every file of the epoch's checkpoint (model, optimizer, scheduler) is there
+    /// and decodes to its end, without building anything: a run killed while Burn was writing
+    /// them leaves a torn file.
+    pub fn verify_checkpoint(&self, epoch: usize) -> Result<(), String> {
+        use serde::Deserialize;
+        for part in CHECKPOINT_PARTS {
+            let path = self.checkpoints().join(format!("{part}-{epoch}.mpk"));
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut decoder = rmp_serde::Deserializer::new(std::io::Cursor::new(&bytes[..]));
+            serde::de::IgnoredAny::deserialize(&mut decoder)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let read = decoder.into_inner().position() as usize;
+            if read != bytes.len() {
+                return Err(format!(
+                    "{}: {} bytes after the record's end",
+                    path.display(),
+                    bytes.len() - read
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the epoch's checkpoint files aside (renamed `*.mpk.torn`, nothing deleted) and
+    /// forgets the epochs from it on, so that a resume starts from the one before.
+    pub fn set_aside_checkpoint(&self, epoch: usize) -> Result<(), TrainError> {
+        for part in CHECKPOINT_PARTS {
+            let path = self.checkpoints().join(format!("{part}-{epoch}.mpk"));
+            if path.exists() {
+                let aside = path.with_extension("mpk.torn");
+                std::fs::rename(&path, &aside).map_err(|e| run_error(&path, e.to_string()))?;
+            }
+        }
+        self.forget_from(epoch)
+    }
+
     /// The highest epoch with a saved model checkpoint.
     pub fn last_checkpoint(&self) -> Option<usize> {
         std::fs::read_dir(self.checkpoints())
@@ -144,6 +180,9 @@ impl RunFolder {
         Ok((model, info))
     }
 }
+
+/// The files Burn's checkpointer writes per epoch: `checkpoint/<part>-<epoch>.mpk`.
+const CHECKPOINT_PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 
 /// The outcome of a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -287,9 +287,17 @@ fn start_epoch(
         }
         return Ok(None);
     }
-    let epoch = run
-        .last_checkpoint()
-        .ok_or_else(|| run_error(&run.checkpoints(), "no checkpoint to resume from"))?;
+    let no_checkpoint = || run_error(&run.checkpoints(), "no checkpoint to resume from");
+    let mut epoch = run.last_checkpoint().ok_or_else(no_checkpoint)?;
+    // A run killed while a checkpoint was written leaves it torn: resume from the one before.
+    while let Err(why) = run.verify_checkpoint(epoch) {
+        eprintln!(
+            "warning: the checkpoint of epoch {epoch} is unreadable ({why}); it is set aside \
+             (*.mpk.torn) and the run resumes from the checkpoint before it"
+        );
+        run.set_aside_checkpoint(epoch)?;
+        epoch = run.last_checkpoint().ok_or_else(no_checkpoint)?;
+    }
     if epoch >= config.epochs {
         return Err(run_error(
             &run.0,

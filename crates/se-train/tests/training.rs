@@ -219,3 +219,44 @@ fn a_diverging_epoch_stops_the_run_and_keeps_the_last_finite_checkpoint() {
     let loss = |i: usize| rows[i].get("train_loss");
     assert!(loss(1).is_finite() && loss(1) < loss(0), "{rows:?}");
 }
+
+/// A run killed while its newest checkpoint was written: `resume` finds it torn, sets it aside
+/// and continues from the one before; every epoch ends with exactly one metrics row.
+#[test]
+fn resume_falls_back_from_a_torn_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let device = Default::default();
+    let config = quick_config(2)
+        .with_train_limit(Some(320))
+        .with_test_limit(Some(100));
+    train(&config, &run_dir, TrainOptions::<B>::new(device)).unwrap();
+    let run = RunFolder(run_dir.clone());
+    assert_eq!(run.last_checkpoint(), Some(2));
+    assert_eq!(run.verify_checkpoint(2), Ok(()));
+
+    // Tear the newest model checkpoint as a kill mid-write would.
+    let newest = run.checkpoints().join("model-2.mpk");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(
+        run.verify_checkpoint(2)
+            .unwrap_err()
+            .contains("model-2.mpk")
+    );
+
+    let options = TrainOptions::<B>::new(device).with_resume(true);
+    let resumed = train(&config.with_epochs(3), &run_dir, options).unwrap();
+    assert_eq!(resumed.epochs, 3);
+    assert!(
+        run.checkpoints().join("model-2.mpk.torn").is_file(),
+        "set aside, not deleted"
+    );
+    assert_eq!(run.verify_checkpoint(3), Ok(()));
+    let epochs: Vec<usize> = read_csv(&run.metrics())
+        .unwrap()
+        .iter()
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(epochs, [1, 2, 3]);
+}
