@@ -99,7 +99,7 @@ fn impossible_training_settings_are_refused_before_anything_is_written() {
     for (option, value, message) in [
         ("--batch-size", "0", "--batch-size 0: must be at least 1"),
         ("--epochs", "0", "--epochs 0: must be at least 1"),
-        ("--lr", "-1", "--lr -1: a finite number above 0"),
+        ("--lr", "0", "--lr 0: a finite number above 0"),
         ("--lr", "NaN", "--lr NaN: a finite number above 0"),
         (
             "--label-smoothing",
@@ -448,5 +448,67 @@ fn bench_prints_one_json_line_per_measurement() {
         assert_eq!(row["params"], 274_847);
         assert!(row["images_per_second"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["peak_rss_mb"].as_f64().unwrap() > 1.0, "{row}");
+    }
+}
+
+/// `se import` of a torchvision checkpoint whose archive lacks one tensor's record, or holds half
+/// of it: an error naming the tensor, the record and the byte counts, exit 1, nothing written.
+#[test]
+fn import_refuses_a_checkpoint_with_a_missing_or_short_record() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../se-models/tests/fixtures/interop/torchvision_resnet.pth");
+    let rewrite = |to: &str, record: &str, keep: fn(Vec<u8>) -> Option<Vec<u8>>| {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&fixture).unwrap()).unwrap();
+        let file = std::fs::File::create(dir.path().join(to)).unwrap();
+        let mut out = zip::ZipWriter::new(file);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i).unwrap();
+            let name = entry.name().to_string();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            let bytes = if name.ends_with(record) {
+                keep(bytes)
+            } else {
+                Some(bytes)
+            };
+            if let Some(bytes) = bytes {
+                out.start_file(name, stored).unwrap();
+                out.write_all(&bytes).unwrap();
+            }
+        }
+        out.finish().unwrap();
+    };
+    rewrite("missing.pth", "/data/0", |_| None);
+    rewrite("short.pth", "/data/0", |b| Some(b[..b.len() / 2].to_vec()));
+    for (file, message) in [
+        (
+            "missing.pth",
+            "tensor `conv1.weight`: its data record `torchvision_resnet/data/0` is missing",
+        ),
+        (
+            "short.pth",
+            "data record `torchvision_resnet/data/0` holds 18816 bytes, 37632 expected",
+        ),
+    ] {
+        let args = [
+            "import",
+            "--layout",
+            "torchvision",
+            "--model",
+            "resnet18",
+            "--weights",
+            file,
+            "--output",
+            "out.mpk",
+        ];
+        let output = se(&args, dir.path());
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(message), "{file}: {stderr}");
+        assert!(!dir.path().join("out.mpk").exists() && !dir.path().join("out.json").exists());
     }
 }

@@ -316,3 +316,59 @@ fn corrupt_checkpoints_are_errors_naming_the_file() {
     let error = read_state_dict(&dir.path().join("weights.h5")).unwrap_err();
     assert!(error.to_string().contains("no such file"), "{error}");
 }
+
+/// A copy of a zip checkpoint with the records whose name ends in `record` changed by `change`
+/// (`None`: left out of the archive).
+fn rewrite_zip(from: &Path, to: &Path, record: &str, change: impl Fn(Vec<u8>) -> Option<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        let bytes = if name.ends_with(record) {
+            change(bytes)
+        } else {
+            Some(bytes)
+        };
+        if let Some(bytes) = bytes {
+            out.start_file(name, stored).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+    }
+    out.finish().unwrap();
+}
+
+/// A checkpoint whose archive lacks a tensor's record, or holds half of it, is refused naming the
+/// tensor and the record (burn-store alone would load zeros), as `torch.load` refuses it.
+#[test]
+fn a_missing_or_short_tensor_record_is_an_error_not_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture("torchvision_resnet.pth");
+    assert!(read_state_dict(&original).is_ok());
+
+    let missing = dir.path().join("missing.pth");
+    rewrite_zip(&original, &missing, "/data/3", |_| None);
+    let error = read_state_dict(&missing).unwrap_err().to_string();
+    assert!(error.contains("missing.pth"), "{error}");
+    assert!(
+        error.contains(
+            "tensor `bn1.running_mean`: its data record `torchvision_resnet/data/3` is missing"
+        ),
+        "{error}"
+    );
+
+    let short = dir.path().join("short.pth");
+    rewrite_zip(&original, &short, "/data/0", |bytes| {
+        Some(bytes[..bytes.len() / 2].to_vec())
+    });
+    let error = read_state_dict(&short).unwrap_err().to_string();
+    assert!(
+        error.contains("tensor `conv1.weight`: data record `torchvision_resnet/data/0` holds 18816 bytes, 37632 expected"),
+        "{error}"
+    );
+}

@@ -11,6 +11,7 @@ mod error;
 mod import;
 pub mod names;
 pub mod npy;
+mod records;
 mod state_dict;
 
 pub use error::{InteropError, Mismatch};

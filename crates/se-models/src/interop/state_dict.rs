@@ -9,6 +9,7 @@ use burn_store::pytorch::PytorchReader;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::error::InteropError;
+use super::records::check_zip_records;
 
 /// Tensors by PyTorch key, in key order.
 pub type StateDict = BTreeMap<String, TensorData>;
@@ -66,6 +67,8 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, InteropError> {
 }
 
 fn read_pytorch(path: &Path) -> Result<StateDict, InteropError> {
+    // burn-store would fill a missing or short tensor record with zeros.
+    check_zip_records(path)?;
     let reader = PytorchReader::new(path)
         .map_err(|e| InteropError::read(path, format!("not a readable PyTorch file: {e}")))?;
     let mut state = StateDict::new();
