@@ -285,6 +285,50 @@ fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
         dataset.contains("\"circle\"") && dataset.contains("\"square\""),
         "{dataset}"
     );
+    // The run's evaluation on a folder whose classes are named otherwise is refused.
+    let renamed = dir.path().join("renamed");
+    for split in ["train", "val"] {
+        for (from, to) in [("circle", "circle"), ("square", "squares")] {
+            let (from, to) = (images.join(split).join(from), renamed.join(split).join(to));
+            std::fs::create_dir_all(&to).unwrap();
+            for entry in std::fs::read_dir(&from).unwrap().flatten() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let args = "eval --run-dir folder-run --dataset folder --data-dir renamed --image-size 32";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("class 1 is `squares` in the data, `square` in the run"),
+        "{stderr}"
+    );
+
+    // An image whose header reads but whose pixels do not decode stops the run with the file
+    // named, not with a loader thread's panic.
+    let broken = renamed.join("train/circle/0.png");
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() - 20]).unwrap();
+    let args = "train --dataset folder --data-dir renamed --image-size 32 --model se_resnet20 \
+                --epochs 1 --batch-size 4 --workers 1 --run-dir broken-run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("0.png: cannot decode image"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A class folder without images is refused when the folder is opened.
+    std::fs::create_dir_all(renamed.join("train/triangle")).unwrap();
+    let args = "train --dataset folder --data-dir renamed --image-size 32 --run-dir empty-run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("triangle: a class folder without images"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("empty-run").exists());
 }
 
 #[test]

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod files;
 pub mod interop;
 pub mod resnet;
 pub mod weights;

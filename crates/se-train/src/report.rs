@@ -99,23 +99,18 @@ pub fn read_csv(path: &Path) -> Result<Vec<EpochRow>, MetricsCsvError> {
     Ok(rows)
 }
 
-/// Writes `rows` as a whole `metrics.csv`, atomically (a temporary file, fsynced, then renamed).
+/// Writes `rows` as a whole `metrics.csv`, atomically (see `se_models::files`).
 pub fn write_csv(path: &Path, rows: &[EpochRow]) -> Result<(), String> {
-    let temporary = path.with_extension("csv.partial");
-    let written = (|| -> Result<(), csv::Error> {
-        let file = std::fs::File::create(&temporary)?;
-        let mut writer = csv::Writer::from_writer(file);
-        writer.write_record(csv_header().split(','))?;
-        for row in rows {
-            writer.write_record(row_record(row.epoch, row.values.iter().copied()))?;
-        }
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    written
-        .and_then(|()| Ok(std::fs::rename(&temporary, path)?))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut records = rows
+        .iter()
+        .map(|row| row_record(row.epoch, row.values.iter().copied()));
+    let bytes = writer
+        .write_record(csv_header().split(','))
+        .and_then(|()| records.try_for_each(|record| writer.write_record(record)))
+        .map_err(|e| e.to_string())
+        .and_then(|()| writer.into_inner().map_err(|e| e.to_string()))?;
+    se_models::files::write_atomically(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A CSV record: the epoch, then each value (empty where NaN: not logged).

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::config::Config;
+use se_models::files::write_atomically;
 use se_models::{ResNet, ResNetConfig, weights};
 
 use crate::config::TrainConfig;
@@ -57,9 +58,9 @@ impl RunFolder {
         self.0.join("checkpoint")
     }
 
-    /// Writes `contents` to `path` (a file of this folder).
+    /// Writes `contents` to `path` (a file of this folder), atomically.
     pub(crate) fn write(&self, path: &Path, contents: impl AsRef<[u8]>) -> Result<(), TrainError> {
-        std::fs::write(path, contents).map_err(|e| run_error(path, e.to_string()))
+        write_atomically(path, contents.as_ref()).map_err(|e| run_error(path, e.to_string()))
     }
 
     /// Creates the folder and writes what a run knows before its first step: the training

@@ -127,7 +127,12 @@ pub fn train<B: AutodiffBackend>(
     });
     let start_epoch = start_epoch(&run, config, resume)?;
 
-    let DataSplits { train, test, info } = config.data.load()?;
+    let DataSplits {
+        train,
+        test,
+        info,
+        faults,
+    } = config.data.load()?;
     let mut train = limit(train, config.train_limit);
     let mut test = limit(test, config.test_limit);
     if ranks > 1 {
@@ -169,6 +174,7 @@ pub fn train<B: AutodiffBackend>(
     };
     let interrupter = Interrupter::new();
     let loss_guard = LossGuard::new(interrupter.clone());
+    faults.stop_on_fault(interrupter.clone());
     let devices_count = devices.len();
     let setup = LearnerSetup {
         run: run.clone(),
@@ -198,6 +204,9 @@ pub fn train<B: AutodiffBackend>(
         ),
     };
     let final_model = fit_with_optimizer(config, setup).model;
+    if let Some(error) = faults.first() {
+        return Err(error.into());
+    }
     if let Some(bad) = loss_guard.tripped() {
         let step = bad.step / devices_count;
         let epoch = start_epoch.unwrap_or(0) + step / steps_per_epoch.max(1) + 1;
@@ -530,7 +539,7 @@ fn save_best_model<B: AutodiffBackend>(
         label_smoothing,
     )
     .load_file(checkpoint.clone(), &recorder, device)
-    .and_then(|classifier| classifier.model.save_file(run.best_model(), &recorder));
+    .and_then(|classifier| weights::save(classifier.model, &run.best_model()));
     if let Err(e) = loaded {
         eprintln!(
             "warning: best model not saved from {}: {e}",

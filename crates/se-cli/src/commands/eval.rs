@@ -90,7 +90,25 @@ fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
             info.channels
         );
     }
+    if data.info.class_names != info.class_names {
+        let differ = data
+            .info
+            .class_names
+            .iter()
+            .zip(&info.class_names)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("class {i} is `{a}` in the data, `{b}` in the run"));
+        bail!(
+            "the data's classes are not the run's: {} (the run's: {})",
+            differ.unwrap_or_default(),
+            info.class_names.join(", ")
+        );
+    }
     let report = se_train::evaluate(&model, data.test, &info, args.batch_size, device);
+    if let Some(error) = data.faults.first() {
+        bail!("{error} (the evaluation stopped being valid there)");
+    }
     println!("{}: {} images", weights.display(), report.images);
     println!("top-1 accuracy {:.2}%", 100.0 * report.top1);
     println!("top-5 accuracy {:.2}%", 100.0 * report.top5);

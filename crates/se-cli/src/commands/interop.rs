@@ -150,11 +150,14 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     }
     let (model, config) = args.source.load(args.partial)?;
     let output = args.output.with_extension("mpk");
-    config
-        .save(output.with_extension("json"))
-        .with_context(|| format!("{}: cannot write the model config", output.display()))?;
+    // Each file atomically: a failed or killed import leaves no torn file.
     weights::save(model, &output)
         .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
+    se_models::files::write_atomically(
+        &output.with_extension("json"),
+        config.to_string().as_bytes(),
+    )
+    .with_context(|| format!("{}: cannot write the model config", output.display()))?;
     println!(
         "wrote {} and {} ({} classes)",
         output.display(),

@@ -5,6 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use super::error::InteropError;
+use crate::files::write_atomically;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -62,7 +63,10 @@ fn parse(bytes: &[u8]) -> Result<Array, String> {
                 .map_err(|_| format!("bad dimension `{s}` in the shape"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |count, &d| count.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[start + header_len..];
     let width = match descr {
         "<f4" => 4,
@@ -73,10 +77,13 @@ fn parse(bytes: &[u8]) -> Result<Array, String> {
             ));
         }
     };
-    if body.len() != count * width {
+    // Checked against the file's real size before anything is allocated.
+    let needed = count
+        .checked_mul(width)
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    if body.len() != needed {
         return Err(format!(
-            "shape {shape:?} needs {} bytes of data, the file has {}",
-            count * width,
+            "shape {shape:?} needs {needed} bytes of data, the file has {}",
             body.len()
         ));
     }
@@ -130,7 +137,7 @@ pub fn write_npy(path: &Path, array: &Array) -> Result<(), InteropError> {
     for value in &array.values {
         bytes.extend_from_slice(&value.to_le_bytes());
     }
-    fs::write(path, bytes).map_err(|e| InteropError::write(path, e))
+    write_atomically(path, &bytes).map_err(|e| InteropError::write(path, e))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::error::InteropError;
 use super::records::check_zip_records;
+use crate::files::write_atomically;
 
 /// Tensors by PyTorch key, in key order.
 pub type StateDict = BTreeMap<String, TensorData>;
@@ -131,11 +132,6 @@ pub fn write_safetensors(state: &StateDict, path: &Path) -> Result<(), InteropEr
             .map_err(|e| InteropError::write(path, format!("tensor `{key}`: {e}")))?;
         views.push((key.clone(), view));
     }
-    let temporary = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(views, None, &temporary)
-        .and_then(|()| fs::rename(&temporary, path).map_err(Into::into))
-        .map_err(|e| {
-            let _ = fs::remove_file(&temporary);
-            InteropError::write(path, e)
-        })
+    let bytes = safetensors::serialize(views, None).map_err(|e| InteropError::write(path, e))?;
+    write_atomically(path, &bytes).map_err(|e| InteropError::write(path, e))
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use burn::data::dataset::InMemDataset;
 
-use super::{DataError, DataSplits, DatasetInfo, ImageItem, numbered_classes, read_file};
+use super::{
+    DataError, DataFaults, DataSplits, DatasetInfo, ImageItem, numbered_classes, read_file,
+};
 
 const SIDE: usize = 32;
 const PIXELS: usize = SIDE * SIDE * 3;
@@ -155,6 +157,7 @@ pub fn load_dir(dir: &Path, kind: Cifar) -> Result<DataSplits, DataError> {
             mean,
             std,
         },
+        faults: DataFaults::default(),
     })
 }
 

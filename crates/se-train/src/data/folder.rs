@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burn::data::dataset::Dataset;
 
-use super::{DataError, DataSplits, DatasetInfo, ImageItem};
+use super::{DataError, DataFaults, DataSplits, DatasetInfo, ImageItem};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -17,6 +17,7 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Images listed from a folder; each is decoded (to RGB) when the data loader asks for it.
 pub struct FolderDataset {
     files: Vec<(PathBuf, usize)>,
+    faults: DataFaults,
 }
 
 impl FolderDataset {
@@ -42,8 +43,12 @@ impl Dataset<ImageItem> for FolderDataset {
     fn get(&self, index: usize) -> Option<ImageItem> {
         let (path, label) = self.files.get(index)?;
         // Every header was checked when the folder was listed; a file that breaks later (changed
-        // on disk, corrupt body) cannot be skipped without shifting the epoch, so it stops the run.
-        let image = decode_rgb(path).unwrap_or_else(|e| panic!("{e}"));
+        // on disk, corrupt body) cannot be skipped without shifting the epoch, so it stops the
+        // run (through `faults`) and a black pixel stands in until the loop stops.
+        let image = decode_rgb(path).unwrap_or_else(|error| {
+            self.faults.record(&error);
+            image::RgbImage::new(1, 1)
+        });
         let (width, height) = image.dimensions();
         Some(ImageItem {
             pixels: image.into_raw(),
@@ -75,7 +80,12 @@ fn is_image(path: &Path) -> bool {
 }
 
 /// Lists `split/<class>/*` for the given classes, checking that every image's header decodes.
-fn list_split(split: &Path, classes: &[String]) -> Result<FolderDataset, DataError> {
+fn list_split(
+    split: &Path,
+    classes: &[String],
+    every_class: bool,
+    faults: &DataFaults,
+) -> Result<FolderDataset, DataError> {
     let mut files = Vec::new();
     for dir in sorted_entries(split)?.into_iter().filter(|p| p.is_dir()) {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -85,7 +95,17 @@ fn list_split(split: &Path, classes: &[String]) -> Result<FolderDataset, DataErr
                 format!("class `{name}` is not among the training classes"),
             )
         })?;
-        for path in sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)) {
+        let images: Vec<PathBuf> = sorted_entries(&dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
+        if every_class && images.is_empty() {
+            return Err(DataError::format(
+                &dir,
+                "a class folder without images (.png, .jpg, .jpeg): add images or remove it",
+            ));
+        }
+        for path in images {
             image::ImageReader::open(&path)
                 .map_err(|e| DataError::io(&path, e))?
                 .with_guessed_format()
@@ -101,7 +121,10 @@ fn list_split(split: &Path, classes: &[String]) -> Result<FolderDataset, DataErr
             "no images (expected <class>/<image>.png|jpg below this folder)",
         ));
     }
-    Ok(FolderDataset { files })
+    Ok(FolderDataset {
+        files,
+        faults: faults.clone(),
+    })
 }
 
 /// Reads `root/train` and `root/val` (or `root/test`); images are shown to the model at
@@ -130,8 +153,9 @@ pub fn load_dir(root: &Path, image_size: usize) -> Result<DataSplits, DataError>
             format!("{} class folder(s), need at least 2", classes.len()),
         ));
     }
-    let train = list_split(&train_dir, &classes)?;
-    let test = list_split(&val_dir, &classes)?;
+    let faults = DataFaults::default();
+    let train = list_split(&train_dir, &classes, true, &faults)?;
+    let test = list_split(&val_dir, &classes, false, &faults)?;
     Ok(DataSplits {
         train: Arc::new(train),
         test: Arc::new(test),
@@ -143,6 +167,7 @@ pub fn load_dir(root: &Path, image_size: usize) -> Result<DataSplits, DataError>
             mean: IMAGENET_MEAN.to_vec(),
             std: IMAGENET_STD.to_vec(),
         },
+        faults,
     })
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use burn::data::dataset::InMemDataset;
 
 use super::{
-    DataError, DataSplits, DatasetInfo, ImageItem, maybe_gunzip, numbered_classes, read_file,
+    DataError, DataFaults, DataSplits, DatasetInfo, ImageItem, maybe_gunzip, numbered_classes,
+    read_file,
 };
 
 /// MNIST's pixel statistics (the usual 0.1307 / 0.3081).
@@ -147,6 +148,7 @@ fn splits(train: Vec<ImageItem>, test: Vec<ImageItem>) -> DataSplits {
             mean: vec![MEAN],
             std: vec![STD],
         },
+        faults: DataFaults::default(),
     }
 }
 

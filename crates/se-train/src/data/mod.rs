@@ -8,7 +8,7 @@ pub mod folder;
 pub mod mnist;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataset::Dataset;
 
@@ -63,6 +63,14 @@ impl DataError {
         }
     }
 
+    /// The file and what is wrong with it.
+    fn parts(&self) -> (PathBuf, String) {
+        match self {
+            DataError::Io { path, source } => (path.clone(), source.to_string()),
+            DataError::Format { path, message } => (path.clone(), message.clone()),
+        }
+    }
+
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
         Self::Format {
             path: path.to_path_buf(),
@@ -83,6 +91,48 @@ pub struct DataSplits {
     pub test: ImageDataset,
     /// What the images are.
     pub info: DatasetInfo,
+    /// Images of these splits that fail to decode when read (files read lazily only).
+    pub faults: DataFaults,
+}
+
+/// Images that failed to decode when a data loader read them: the first is kept, and the
+/// training loop attached with [`DataFaults::stop_on_fault`] is told to stop. A loader thread
+/// must not panic (the run would die with a trace instead of an error naming the file), and
+/// skipping the image would silently change the epoch.
+#[derive(Clone, Default)]
+pub struct DataFaults {
+    state: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    first: Option<(PathBuf, String)>,
+    stop: Option<burn::train::Interrupter>,
+}
+
+impl DataFaults {
+    /// Keeps `error` if it is the first, and stops the attached training loop.
+    pub fn record(&self, error: &DataError) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.first.is_none() {
+            state.first = Some(error.parts());
+            if let Some(interrupter) = &state.stop {
+                interrupter.stop(Some("an image failed to decode"));
+            }
+        }
+    }
+
+    /// Stops `interrupter`'s training loop at the first fault.
+    pub fn stop_on_fault(&self, interrupter: burn::train::Interrupter) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = Some(interrupter);
+    }
+
+    /// The first fault, if any.
+    pub fn first(&self) -> Option<DataError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (path, message) = state.first.clone()?;
+        Some(DataError::Format { path, message })
+    }
 }
 
 /// Facts about a dataset that travel with a trained model (saved in its run folder).
