@@ -70,15 +70,25 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, InteropError> {
 fn read_pytorch(path: &Path) -> Result<StateDict, InteropError> {
     // burn-store would fill a missing or short tensor record with zeros.
     check_zip_records(path)?;
-    let reader = PytorchReader::new(path)
-        .map_err(|e| InteropError::read(path, format!("not a readable PyTorch file: {e}")))?;
-    let mut state = StateDict::new();
-    for (key, snapshot) in reader.into_tensors() {
-        let data = snapshot
-            .to_data()
-            .map_err(|e| InteropError::read(path, format!("tensor `{key}`: {e}")))?;
-        state.insert(key, data);
-    }
+    // A third-party parser on a corrupt file may panic; that is this file's error, not ours.
+    let read = std::panic::catch_unwind(|| -> Result<StateDict, InteropError> {
+        let reader = PytorchReader::new(path)
+            .map_err(|e| InteropError::read(path, format!("not a readable PyTorch file: {e}")))?;
+        let mut state = StateDict::new();
+        for (key, snapshot) in reader.into_tensors() {
+            let data = snapshot
+                .to_data()
+                .map_err(|e| InteropError::read(path, format!("tensor `{key}`: {e}")))?;
+            state.insert(key, data);
+        }
+        Ok(state)
+    });
+    let state = read.unwrap_or_else(|_| {
+        Err(InteropError::read(
+            path,
+            "not a readable PyTorch file (its reader failed)",
+        ))
+    })?;
     if state.is_empty() {
         return Err(InteropError::read(path, "no tensors in the file"));
     }

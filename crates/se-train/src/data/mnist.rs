@@ -62,8 +62,9 @@ fn idx_header(
 pub fn parse_images(path: &Path, bytes: Vec<u8>) -> Result<Vec<ImageItem>, DataError> {
     let (bytes, sizes) = idx_header(path, bytes, 0x0803, "image", 3)?;
     let [count, rows, cols] = [sizes[0], sizes[1], sizes[2]];
-    let size = rows * cols;
-    let expected = 16 + count * size;
+    let size = rows.saturating_mul(cols);
+    // Saturating: a header's sizes never overflow into a small, matching number.
+    let expected = count.saturating_mul(size).saturating_add(16);
     if bytes.len() != expected {
         return Err(DataError::format(
             path,
@@ -89,13 +90,13 @@ pub fn parse_images(path: &Path, bytes: Vec<u8>) -> Result<Vec<ImageItem>, DataE
 pub fn parse_labels(path: &Path, bytes: Vec<u8>) -> Result<Vec<usize>, DataError> {
     let (bytes, sizes) = idx_header(path, bytes, 0x0801, "label", 1)?;
     let count = sizes[0];
-    if bytes.len() != 8 + count {
+    if bytes.len() != count.saturating_add(8) {
         return Err(DataError::format(
             path,
             format!(
                 "{} bytes for {count} labels: expected {} (truncated or corrupt)",
                 bytes.len(),
-                8 + count
+                count.saturating_add(8)
             ),
         ));
     }

@@ -164,14 +164,25 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }
 
+/// The most a gzip file may decompress to (the MNIST training images are 47 MB): a bound on
+/// what a corrupt or hostile file can make us allocate.
+const GUNZIP_LIMIT: u64 = 1 << 30;
+
 /// Decompresses gzip data (recognised by its magic bytes); other data is returned as is.
 pub(crate) fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
     use std::io::Read;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes.as_slice())
+            .take(GUNZIP_LIMIT + 1)
             .read_to_end(&mut out)
             .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}")))?;
+        if out.len() as u64 > GUNZIP_LIMIT {
+            return Err(DataError::format(
+                path,
+                format!("decompresses to more than {GUNZIP_LIMIT} bytes"),
+            ));
+        }
         Ok(out)
     } else {
         Ok(bytes)
