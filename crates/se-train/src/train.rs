@@ -316,6 +316,9 @@ fn start_epoch(
             ),
         ));
     }
+    // A kill between an epoch's metrics row and its checkpoint leaves a row the resumed run
+    // writes again: keep the rows of checkpointed epochs only.
+    run.forget_from(epoch + 1)?;
     Ok(Some(epoch))
 }
 

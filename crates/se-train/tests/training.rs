@@ -260,3 +260,28 @@ fn resume_falls_back_from_a_torn_checkpoint() {
         .collect();
     assert_eq!(epochs, [1, 2, 3]);
 }
+
+/// A run killed after an epoch's metrics row but before its checkpoint: the resumed run trains
+/// that epoch again and writes its row once.
+#[test]
+fn resume_drops_the_row_of_an_epoch_without_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let device = Default::default();
+    let config = quick_config(2)
+        .with_train_limit(Some(320))
+        .with_test_limit(Some(100));
+    train(&config, &run_dir, TrainOptions::<B>::new(device)).unwrap();
+    let run = RunFolder(run_dir.clone());
+    for part in ["model", "optim", "scheduler"] {
+        std::fs::remove_file(run.checkpoints().join(format!("{part}-2.mpk"))).unwrap();
+    }
+    let options = TrainOptions::<B>::new(device).with_resume(true);
+    train(&config.with_epochs(3), &run_dir, options).unwrap();
+    let epochs: Vec<usize> = read_csv(&run.metrics())
+        .unwrap()
+        .iter()
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(epochs, [1, 2, 3]);
+}
