@@ -372,3 +372,38 @@ fn a_missing_or_short_tensor_record_is_an_error_not_zeros() {
         "{error}"
     );
 }
+
+/// Burn weights load strictly: a file of another architecture is refused with every parameter
+/// whose shape differs (Burn's recorder alone would take the tensors as they are).
+#[test]
+fn burn_weights_of_another_shape_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let path = dir.path().join("w.mpk");
+    let trained = se_models::zoo::se_resnet20().init::<Flex>(&device);
+    se_models::weights::save(trained.clone(), &path).unwrap();
+    let same = se_models::weights::load(
+        se_models::zoo::se_resnet20().init::<Flex>(&device),
+        &path,
+        &device,
+    );
+    assert!(same.is_ok());
+    let other = se_models::zoo::se_resnet20()
+        .with_num_classes(5)
+        .init::<Flex>(&device);
+    let error = se_models::weights::load(other, &path, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("w.mpk: the checkpoint does not fit the model"),
+        "{error}"
+    );
+    assert!(
+        error.contains("fc.weight: checkpoint [64, 10], model [64, 5]"),
+        "{error}"
+    );
+    assert!(
+        error.contains("fc.bias: checkpoint [10], model [5]"),
+        "{error}"
+    );
+}

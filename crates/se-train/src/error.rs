@@ -13,6 +13,9 @@ pub enum TrainError {
     /// Unknown model name.
     #[error(transparent)]
     Model(#[from] se_models::UnknownModel),
+    /// Weights that cannot be read or do not fit the model.
+    #[error(transparent)]
+    Weights(#[from] se_models::interop::InteropError),
     /// A training setting no run can start with.
     #[error("invalid training config: {0}")]
     Config(#[from] crate::config::InvalidTrainConfig),

@@ -176,8 +176,7 @@ impl RunFolder {
         device: &B::Device,
     ) -> Result<(ResNet<B>, DatasetInfo), TrainError> {
         let (config, info) = self.load_model_info()?;
-        let model = weights::load(config.init::<B>(device), path, device)
-            .map_err(|e| run_error(path, format!("cannot load weights: {e}")))?;
+        let model = weights::load(config.init::<B>(device), path, device)?;
         Ok((model, info))
     }
 }

@@ -83,9 +83,15 @@ impl ModelWeightsArgs {
                 layout,
                 partial,
             )
-            .map_err(|mismatch| InteropError::Mismatch {
-                path: path.clone(),
-                mismatch,
+            .map_err(|mismatch| {
+                let error = InteropError::Mismatch {
+                    path: path.clone(),
+                    mismatch,
+                };
+                anyhow::anyhow!(
+                    "{error}  (--partial loads the tensors that fit and keeps the model's own \
+                     values for the rest, e.g. a classifier for another number of classes)"
+                )
             })?;
             eprintln!(
                 "{}: {} tensors loaded ({} layout{})",
@@ -122,8 +128,7 @@ impl ModelWeightsArgs {
         if let Some(classes) = self.num_classes {
             config.num_classes = classes;
         }
-        let model = weights::load(config.init::<Backend>(&device), path, &device)
-            .map_err(|e| anyhow::anyhow!("{}: cannot load Burn weights: {e}", path.display()))?;
+        let model = weights::load(config.init::<Backend>(&device), path, &device)?;
         Ok((model, config))
     }
 }

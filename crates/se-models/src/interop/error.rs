@@ -87,9 +87,6 @@ impl fmt::Display for Mismatch {
                 writeln!(f, "    {key}: checkpoint {found:?}, model {expected:?}")?;
             }
         }
-        write!(
-            f,
-            "  (a partial load takes the tensors that fit and keeps the model's own values for the rest)"
-        )
+        Ok(())
     }
 }
