@@ -16,6 +16,9 @@ pub enum TrainError {
     /// Weights that cannot be read or do not fit the model.
     #[error(transparent)]
     Weights(#[from] se_models::interop::InteropError),
+    /// The ranks of a data-parallel job do not run the same thing.
+    #[error(transparent)]
+    Ranks(#[from] crate::distributed::RanksDisagree),
     /// A training setting no run can start with.
     #[error("invalid training config: {0}")]
     Config(#[from] crate::config::InvalidTrainConfig),

@@ -29,7 +29,9 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::augment::{AugmentedDataset, Transform};
 use crate::data::batcher::{ImageBatch, ImageBatcher};
 use crate::data::{DataSplits, DatasetInfo, ImageDataset};
-use crate::distributed::{Collective, GradientAverager, Shard, broadcast_module};
+use crate::distributed::{
+    Collective, GradientAverager, RunFingerprint, Shard, agree, broadcast_module,
+};
 use crate::error::{TrainError, run_error};
 use crate::evaluate::evaluate;
 use crate::guard::LossGuard;
@@ -141,6 +143,11 @@ pub fn train<B: AutodiffBackend>(
         if rank > 0 {
             test = limit(test, Some(config.batch_size)); // rank 0 validates on the whole set
         }
+    }
+    if let Some(collective) = &collective {
+        let data = serde_json::to_string(&info).unwrap_or_default();
+        let fingerprint = RunFingerprint::new(&config.to_string(), &data, start_epoch.unwrap_or(0));
+        agree(collective.as_ref(), &fingerprint)?;
     }
     let model_config = se_models::config(&config.model)?
         .with_in_channels(info.channels)

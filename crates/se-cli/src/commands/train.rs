@@ -396,6 +396,7 @@ fn train_mpi(config: &TrainConfig, run_dir: &std::path::Path, resume: bool) -> R
     let (_universe, collective) =
         se_train::distributed::mpi::init().map_err(|e| anyhow::anyhow!("MPI: {e}"))?;
     let collective = Arc::new(collective);
+    collective.abort_on_panic();
     let (rank, ranks) = (
         se_train::distributed::Collective::rank(collective.as_ref()),
         se_train::distributed::Collective::size(collective.as_ref()),

@@ -38,6 +38,88 @@ pub trait Collective: Debug + Send + Sync {
     fn broadcast_from_root(&self, buffer: &mut [f32]);
 }
 
+/// What every rank of a job must share before its first step: hashes of the training config
+/// and of the data description, and the epoch the run starts after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFingerprint {
+    /// Hash of the training config (its JSON).
+    pub config: u64,
+    /// Hash of the data description (classes, image size, normalisation).
+    pub data: u64,
+    /// The epoch the run starts after (0 for a new run).
+    pub start_epoch: usize,
+}
+
+impl RunFingerprint {
+    /// The fingerprint of a run of `config` on data described by `data` (JSON), from `start_epoch`.
+    pub fn new(config: &str, data: &str, start_epoch: usize) -> Self {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same value in every process of the same binary.
+        let hash = |text: &str| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
+        };
+        Self {
+            config: hash(config),
+            data: hash(data),
+            start_epoch,
+        }
+    }
+
+    /// As floats that survive the collective exactly (16-bit pieces).
+    fn encode(&self) -> [f32; 9] {
+        let mut values = [0.0; 9];
+        for (i, word) in [self.config, self.data].into_iter().enumerate() {
+            for piece in 0..4 {
+                values[4 * i + piece] = ((word >> (16 * piece)) & 0xffff) as f32;
+            }
+        }
+        values[8] = self.start_epoch as f32;
+        values
+    }
+}
+
+/// The ranks of a job do not run the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the ranks disagree on {}; every rank must run the same command on the same data and \
+     resume from the same epoch (rank 0 starts after epoch {root_start_epoch})",
+    what.join(", ")
+)]
+pub struct RanksDisagree {
+    /// What differs: `the training config`, `the data`, `the start epoch`.
+    pub what: Vec<&'static str>,
+    /// The epoch rank 0 starts after.
+    pub root_start_epoch: usize,
+}
+
+/// Checks that every rank has rank 0's fingerprint; all ranks return the same answer (rank 0's
+/// fingerprint is broadcast, the differences summed over the ranks).
+pub fn agree(collective: &dyn Collective, mine: &RunFingerprint) -> Result<(), RanksDisagree> {
+    let mut root = mine.encode();
+    collective.broadcast_from_root(&mut root);
+    let own = mine.encode();
+    let differs =
+        |range: std::ops::Range<usize>| f32::from(u8::from(root[range.clone()] != own[range]));
+    let mut differences = [differs(0..4), differs(4..8), differs(8..9)];
+    collective.all_reduce_sum(&mut differences);
+    let what: Vec<&'static str> = ["the training config", "the data", "the start epoch"]
+        .into_iter()
+        .zip(differences)
+        .filter(|(_, count)| *count > 0.0)
+        .map(|(what, _)| what)
+        .collect();
+    if what.is_empty() {
+        Ok(())
+    } else {
+        Err(RanksDisagree {
+            what,
+            root_start_epoch: root[8] as usize,
+        })
+    }
+}
+
 /// Every float tensor of a module (parameters and BatchNorm statistics), flattened in visiting
 /// order.
 pub fn flatten<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
@@ -293,6 +375,37 @@ mod tests {
             buffer.iter_mut().zip(other).for_each(|(b, o)| *b += o);
         }
         fn broadcast_from_root(&self, _: &mut [f32]) {}
+    }
+
+    #[test]
+    fn ranks_agree_on_the_same_run_and_name_what_differs() {
+        let mine = RunFingerprint::new("{\"epochs\": 5}", "{\"kind\": \"mnist\"}", 2);
+        assert_eq!(
+            mine,
+            RunFingerprint::new("{\"epochs\": 5}", "{\"kind\": \"mnist\"}", 2)
+        );
+        // The other rank agrees: its differences are zero.
+        let agreeing = TwoRanks {
+            other: Some(vec![0.0; 3]),
+            ..Default::default()
+        };
+        assert_eq!(agree(&agreeing, &mine), Ok(()));
+        // The other rank resumes from another epoch.
+        let other_epoch = TwoRanks {
+            other: Some(vec![0.0, 0.0, 1.0]),
+            ..Default::default()
+        };
+        let error = agree(&other_epoch, &mine).unwrap_err();
+        assert_eq!(error.what, ["the start epoch"]);
+        assert_eq!(error.root_start_epoch, 2);
+        assert!(
+            error.to_string().contains("rank 0 starts after epoch 2"),
+            "{error}"
+        );
+        assert_ne!(
+            mine.config,
+            RunFingerprint::new("{\"epochs\": 6}", "", 2).config
+        );
     }
 
     fn conv1_gradient(model: &Classifier<B>, grads: &GradientsParams) -> Vec<f32> {

@@ -60,6 +60,25 @@ pub fn init() -> Result<(Universe, MpiCollective), MpiInitError> {
 }
 
 impl MpiCollective {
+    /// Makes a panic on this rank end the whole job (after the usual panic message): the other
+    /// ranks would otherwise wait forever in their next all-reduce.
+    pub fn abort_on_panic(self: &std::sync::Arc<Self>) {
+        let collective = self.clone();
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            eprintln!(
+                "rank {} of {} panicked: aborting the MPI job",
+                collective.rank, collective.size
+            );
+            match collective.world.try_lock() {
+                Ok(world) => world.abort(70),
+                // The panic came from inside a collective call: leave without MPI.
+                Err(_) => std::process::exit(70),
+            }
+        }));
+    }
+
     /// Ends the whole job (every rank) with `code`: a rank that fails alone would leave the
     /// others waiting in their next all-reduce.
     pub fn abort(&self, code: i32) -> ! {
