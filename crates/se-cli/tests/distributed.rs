@@ -266,6 +266,24 @@ fn se_train_distributed_trains_and_resumes_on_two_ranks() {
         losses[1] < losses[0],
         "training loss did not fall:\n{metrics}"
     );
+
+    // Rank 1 loses its newest checkpoint: it would resume one epoch behind rank 0. Both ranks
+    // find that out before the first step and stop, naming the difference.
+    for part in ["model", "optim", "scheduler"] {
+        std::fs::remove_file(run.join(format!("ranks/1/checkpoint/{part}-2.mpk"))).unwrap();
+    }
+    let output = se_train(2, dir.path(), "--epochs 3 --resume");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("the ranks disagree on the start epoch")
+            && stderr.contains("rank 0 starts after epoch 2"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv")).unwrap(),
+        metrics
+    );
 }
 
 /// The process ids of `parent`'s children.
