@@ -3,9 +3,9 @@
 //!
 //! - [`TrainConfig`]: everything a run needs (model, data, optimizer, schedule, ...), saved as
 //!   `config.json` in the run folder; [`DataSource`] names the data.
-//! - [`train`]: one run into a [`RunFolder`], on one or several devices or as one rank of an MPI
+//! - [`train()`]: one run into a [`RunFolder`], on one or several devices or as one rank of an MPI
 //!   job ([`TrainOptions`]), fresh or resumed from its last checkpoint.
-//! - [`evaluate`] and [`predict`]: a trained model on a test split or on images.
+//! - [`evaluate()`] and [`predict()`]: a trained model on a test split or on images.
 //!
 //! ```no_run
 //! use burn::backend::{Autodiff, Flex};

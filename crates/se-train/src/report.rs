@@ -36,7 +36,7 @@ pub fn csv_header() -> String {
 pub struct EpochRow {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Values in [`COLUMNS`] order; NaN where a metric was not logged.
+    /// Values in the CSV's column order (after `epoch`); NaN where a metric was not logged.
     pub values: [f64; COLUMNS.len()],
 }
 

@@ -1,8 +1,9 @@
 //! Residual blocks with an optional attention module: one block type serves both plain ResNets
 //! and SE-ResNets, the SE is an `Option` of the block.
 //!
-//! - [`basic`] and [`bottleneck`]: the two block kinds (ResNeXt is a grouped bottleneck).
-//! - [`conv`]: the convolution helpers every block and stem uses, and the projection shortcut.
+//! - `basic` and `bottleneck`: the two block kinds, [`BasicBlock`] and [`Bottleneck`] (ResNeXt
+//!   is a grouped bottleneck).
+//! - [`conv`](mod@conv): the convolution helpers every block and stem uses, and the projection shortcut.
 //! - `fused`: the end of a block (BatchNorm, SE, addition, ReLU) as one pass.
 //! - here: where the attention goes ([`SePlacement`]) and the wiring the blocks share.
 

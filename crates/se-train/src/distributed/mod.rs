@@ -3,7 +3,7 @@
 //! flat buffer, one all-reduce) so that every rank applies the same optimizer step and the
 //! replicas stay equal. BatchNorm statistics stay per rank, as in PyTorch's DDP by default.
 //!
-//! The transport is a [`Collective`]; [`mpi::MpiCollective`] (feature `mpi`) runs it over MPI
+//! The transport is a [`Collective`]; `mpi::MpiCollective` (feature `mpi`) runs it over MPI
 //! (`mpirun -np N se train --distributed mpi ...`). Everything here is independent of it; tests
 //! use a fake two-rank collective (threads would share Burn's BatchNorm running state).
 
