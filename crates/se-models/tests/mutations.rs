@@ -109,3 +109,19 @@ fn the_model_config_reader_never_panics() {
         ResNetConfig::load(path).is_ok_and(|config| config.validate().is_ok())
     });
 }
+
+#[test]
+fn the_burn_weights_reader_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    let config = ResNetConfig {
+        layers: vec![1, 1, 1],
+        ..se_models::zoo::resnet20()
+    };
+    let valid = dir.path().join("valid.mpk");
+    se_models::weights::save(config.init::<burn::backend::Flex>(&device), &valid).unwrap();
+    let bytes = std::fs::read(&valid).unwrap();
+    never_panics(&bytes, &dir.path().join("m.mpk"), 1500, |path| {
+        se_models::weights::load(config.init::<burn::backend::Flex>(&device), path, &device).is_ok()
+    });
+}
