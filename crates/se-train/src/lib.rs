@@ -36,6 +36,7 @@ pub mod distributed;
 pub mod error;
 pub mod evaluate;
 pub mod guard;
+mod learner;
 pub mod progress;
 pub mod report;
 pub mod run;
