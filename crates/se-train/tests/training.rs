@@ -154,9 +154,12 @@ fn two_devices_in_one_process_train_like_one_device_on_the_combined_batch() {
         loss(&two, 1) < loss(&two, 0),
         "training loss should fall: {two:?}"
     );
+    // Training accuracy: after two short epochs the validation accuracy is still near chance
+    // and moves by noise alone (13.0% then 12.7% in one CI run, while training went 17.6% to
+    // 29.4%), since the concurrent tests share the backend's seed.
     assert!(
-        two[1].get("valid_accuracy") > two[0].get("valid_accuracy"),
-        "validation accuracy should rise: {two:?}"
+        two[1].get("train_accuracy") > two[0].get("train_accuracy") + 5.0,
+        "training accuracy should rise: {two:?}"
     );
     // Not bit-equal (each device reads its own half of the shuffled epoch), but the same
     // learning dynamics: measured 2.010 (two devices) vs 2.036 (one, batch 64) after epoch 2.
