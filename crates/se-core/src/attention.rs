@@ -368,6 +368,14 @@ impl<B: Backend> Attention<B> {
         }
     }
 
+    /// The module's BatchNorm, if it has one (CBAM's spatial branch).
+    pub fn batch_norm_mut(&mut self) -> Option<&mut BatchNorm2d<B>> {
+        match self {
+            Attention::Cbam(module) => Some(&mut module.spatial_bn),
+            _ => None,
+        }
+    }
+
     /// The module when its output is `weights * x` with the weights a function of the mean of
     /// each plane alone (SE with average squeeze): a block can then apply it in the same pass
     /// as the BatchNorm before it. `None` for the others.

@@ -54,6 +54,7 @@ impl BatchNorm2dConfig {
             running_var: RunningState::new(ones()),
             momentum: self.momentum,
             epsilon: self.epsilon,
+            frozen: false,
         }
     }
 }
@@ -73,11 +74,16 @@ pub struct BatchNorm2d<B: Backend> {
     pub momentum: f64,
     /// Added to the variance before the square root.
     pub epsilon: f64,
+    /// Normalise with the running statistics and leave them as they are, even while training
+    /// (PyTorch's `bn.eval()` when fine-tuning). Not saved with the weights: a property of the
+    /// run, set again when it resumes.
+    #[module(skip)]
+    pub frozen: bool,
 }
 
 impl<B: Backend> BatchNorm2d<B> {
-    /// Normalises with the batch's statistics when training (autodiff backend) and the running
-    /// ones otherwise, then scales and shifts.
+    /// Normalises with the batch's statistics when training (autodiff backend, unless
+    /// [`frozen`](Self::frozen)) and the running ones otherwise, then scales and shifts.
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]`
@@ -99,7 +105,7 @@ impl<B: Backend> BatchNorm2d<B> {
     /// SE module after it can reuse as its squeeze (see `block::norm_attention_add_relu`).
     pub fn affine(&self, x: Tensor<B, 4>) -> ChannelAffine<B> {
         let device = x.device();
-        let (mean, var, plane_means) = if B::ad_enabled(&device) {
+        let (mean, var, plane_means) = if B::ad_enabled(&device) && !self.frozen {
             let (mean, var, plane_means) = self.batch_statistics(x);
             (mean, var, Some(plane_means))
         } else {
@@ -236,6 +242,25 @@ mod tests {
         let v = 0.9f32 + 0.1 * 20.0 / 3.0;
         let first = 2.0 * (1.0 - 0.4) / (v + 1e-5).sqrt() + 0.5;
         assert!((values(eval)[0] - first).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_frozen_batch_norm_trains_with_its_running_statistics_and_keeps_them() {
+        let device = Default::default();
+        let mut bn = BatchNorm2dConfig::new(2).init::<AD>(&device);
+        bn.running_mean = RunningState::new(Tensor::from_floats([1.0, 2.0], &device));
+        bn.running_var = RunningState::new(Tensor::from_floats([4.0, 1.0], &device));
+        bn.frozen = true;
+        let out = bn.forward(input().require_grad());
+        // Channel 0 is (x - 1) / 2, channel 1 is (x - 2) / 1 = 0.
+        let a = 1.0 / (4.0f32 + 1e-5).sqrt();
+        let expected = [0.0, 2.0 * a, 0.0, 0.0, 4.0 * a, 6.0 * a, 0.0, 0.0];
+        assert_close(out.clone().inner(), &expected);
+        assert_close(bn.running_mean.value_sync().inner(), &[1.0, 2.0]);
+        assert_close(bn.running_var.value_sync().inner(), &[4.0, 1.0]);
+        // Scale and shift still learn: the gradient reaches gamma.
+        let grads = out.sum().backward();
+        assert!(bn.gamma.val().grad(&grads).is_some());
     }
 
     #[test]

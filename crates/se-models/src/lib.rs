@@ -5,7 +5,7 @@
 //! - [`zoo`]: the named models (`zoo::se_resnet50()`, ...), each a short config, and the
 //!   registry that finds them by name ([`config`], [`lookup`], [`MODELS`]).
 //! - [`interop`]: timm, torchvision and Cadene checkpoints in and out; [`weights`]: Burn's own
-//!   weights files.
+//!   weights files; [`pretrained`]: either as the start of another task (new classifier).
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -27,9 +27,13 @@
 
 pub mod files;
 pub mod interop;
+mod pretrained;
 pub mod resnet;
 pub mod weights;
 pub mod zoo;
 
-pub use resnet::{BlockKind, InvalidModelConfig, ResNet, ResNetConfig, StageComplexity, Stem};
+pub use pretrained::{PretrainedReport, pretrained};
+pub use resnet::{
+    BlockKind, InvalidModelConfig, PARTS, ResNet, ResNetConfig, StageComplexity, Stem,
+};
 pub use zoo::{Family, MODELS, ModelEntry, UnknownModel, config, known_names, lookup};

@@ -393,6 +393,10 @@ pub struct ResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
+/// The parts of a [`ResNet`] in the order the input flows through them, by the names of their
+/// module fields (`stem` is `conv1`, `bn1` and the max pool): what `--freeze` names.
+pub const PARTS: [&str; 6] = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"];
+
 impl<B: Backend> ResNet<B> {
     /// The feature map after the last stage.
     ///
@@ -400,14 +404,34 @@ impl<B: Backend> ResNet<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, C_features, H / s, W / s]` (`s` = 32 for ImageNet models, 4 for CIFAR ones)
     pub fn feature_map(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
-        if let Some(pool) = &self.maxpool {
-            x = pool.forward(x);
+        self.forward_parts(x, 0..5)
+    }
+
+    /// Runs the parts `parts` of [`PARTS`] up to the last stage (`0..5` is the whole
+    /// [`feature_map`](Self::feature_map)), so that a caller can run a frozen prefix apart:
+    /// `forward_parts(forward_parts(x, 0..k), k..5)` is `feature_map(x)`.
+    ///
+    /// # Shapes
+    /// - `x`: the input of part `parts.start`
+    /// - output: the output of part `parts.end - 1`
+    pub fn forward_parts(&self, x: Tensor<B, 4>, parts: std::ops::Range<usize>) -> Tensor<B, 4> {
+        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        let mut x = x;
+        for part in parts.clone().filter(|&part| part < 5) {
+            x = match part {
+                0 => {
+                    let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+                    match &self.maxpool {
+                        Some(pool) => pool.forward(x),
+                        None => x,
+                    }
+                }
+                stage => stages[stage - 1]
+                    .iter()
+                    .fold(x, |x, block| block.forward(x)),
+            };
         }
-        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
-            .into_iter()
-            .flatten()
-            .fold(x, |x, block| block.forward(x))
+        x
     }
 
     /// The pooled embedding: the global average of the last feature map, whatever its size.
@@ -416,9 +440,7 @@ impl<B: Backend> ResNet<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, C_features]`
     pub fn features(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let map = self.feature_map(x);
-        let [n, c, h, w] = map.dims();
-        map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+        self.pool(self.feature_map(x))
     }
 
     /// Class logits (no softmax: the loss or the caller applies it).
@@ -427,6 +449,55 @@ impl<B: Backend> ResNet<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, num_classes]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.fc.forward(self.dropout.forward(self.features(x)))
+        self.head(self.feature_map(x))
+    }
+
+    /// Global average pool, dropout and classifier on the last feature map.
+    ///
+    /// # Shapes
+    /// - `map`: `[N, C_features, H, W]`
+    /// - output: `[N, num_classes]`
+    pub fn head(&self, map: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.fc.forward(self.dropout.forward(self.pool(map)))
+    }
+
+    fn pool(&self, map: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [n, c, h, w] = map.dims();
+        map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+    }
+
+    /// The number of classes of the classifier.
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.lazy_shape()[1]
+    }
+
+    /// Replaces the classifier by a freshly initialised one for `num_classes` classes (timm's
+    /// `reset_classifier`), keeping everything before it: the step that turns a network
+    /// pretrained on one task into the start of another.
+    pub fn reset_classifier(mut self, num_classes: usize, device: &B::Device) -> Self {
+        let features = self.fc.weight.lazy_shape()[0];
+        self.fc = LinearConfig::new(features, num_classes).init(device);
+        self
+    }
+
+    /// Puts every BatchNorm in evaluation mode for good: normalised by its running statistics,
+    /// which stay as they are, even while the rest trains (PyTorch's `bn.eval()` during
+    /// fine-tuning; `--freeze-bn`). Scale and shift still learn unless their part is frozen.
+    pub fn freeze_batch_norms(mut self) -> Self {
+        self.bn1.frozen = true;
+        for block in [
+            &mut self.layer1,
+            &mut self.layer2,
+            &mut self.layer3,
+            &mut self.layer4,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for bn in block.batch_norms_mut() {
+                bn.frozen = true;
+            }
+        }
+        self
     }
 }

@@ -72,17 +72,7 @@ pub fn load<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<ResNet<B>, InteropError> {
-    let expected = shapes(&model);
-    let loaded = model
-        .load_file(path.to_path_buf(), &Recorder, device)
-        .map_err(|e| InteropError::read(path, format!("cannot load Burn weights: {e}")))?;
-    let wrong_shape: Vec<_> = shapes(&loaded)
-        .into_iter()
-        .filter_map(|(key, found)| {
-            let wanted = expected.get(&key)?;
-            (*wanted != found).then(|| (key, found, wanted.clone()))
-        })
-        .collect();
+    let (loaded, wrong_shape) = load_with_shapes(model, path, device)?;
     if wrong_shape.is_empty() {
         Ok(loaded)
     } else {
@@ -94,6 +84,30 @@ pub fn load<B: Backend>(
             },
         })
     }
+}
+
+/// `(key, file shape, model shape)` of every parameter whose shape differs.
+pub(crate) type WrongShapes = Vec<(String, Vec<usize>, Vec<usize>)>;
+
+/// Loads `path` into `model` as Burn's recorder does (every tensor as the file has it) and
+/// lists the parameters whose shape differs from `model`'s: `(key, file shape, model shape)`.
+pub(crate) fn load_with_shapes<B: Backend>(
+    model: ResNet<B>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<(ResNet<B>, WrongShapes), InteropError> {
+    let expected = shapes(&model);
+    let loaded = model
+        .load_file(path.to_path_buf(), &Recorder, device)
+        .map_err(|e| InteropError::read(path, format!("cannot load Burn weights: {e}")))?;
+    let wrong_shape = shapes(&loaded)
+        .into_iter()
+        .filter_map(|(key, found)| {
+            let wanted = expected.get(&key)?;
+            (*wanted != found).then(|| (key, found, wanted.clone()))
+        })
+        .collect();
+    Ok((loaded, wrong_shape))
 }
 
 /// Every parameter's shape, by its path in the module tree.

@@ -407,3 +407,73 @@ fn burn_weights_of_another_shape_are_refused_by_name() {
         "{error}"
     );
 }
+
+/// `pretrained` (timm's `create_model(pretrained=True, num_classes=n)`): the checkpoint's body
+/// loads exactly and the classifier is re-created for another class count, from a PyTorch
+/// checkpoint and from Burn weights alike; weights of another architecture are refused with
+/// every offending key.
+#[test]
+fn pretrained_weights_with_a_new_classifier() {
+    let device = Default::default();
+    let config = small(se_models::zoo::se_resnet50(), [8, 16, 32, 64], 64);
+    let path = fixture("timm_se_resnet.pth");
+    let (reference, _) =
+        load_pytorch(config.init::<B>(&device), &path, Layout::Timm, false).unwrap();
+    let input: Tensor<B, 4> =
+        Tensor::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+    let features = reference.features(input.clone()).into_data();
+
+    let (model, report) =
+        se_models::pretrained::<B>(&config, &path, Some(Layout::Timm), 4, &device).unwrap();
+    assert_eq!(report.checkpoint_classes, 10);
+    assert!(report.classifier_reset());
+    assert!(
+        report.to_string().ends_with(
+            "(timm layout); classifier re-created for 4 classes (the checkpoint's has 10)"
+        )
+    );
+    assert_eq!(model.forward(input.clone()).dims(), [2, 4]);
+    model
+        .features(input.clone())
+        .into_data()
+        .assert_eq(&features, true);
+
+    // The same from Burn weights; with the checkpoint's own class count nothing is reset.
+    let dir = tempfile::tempdir().unwrap();
+    let burn_weights = dir.path().join("w.mpk");
+    se_models::weights::save(reference.clone(), &burn_weights).unwrap();
+    let (model, report) =
+        se_models::pretrained::<B>(&config, &burn_weights, None, 3, &device).unwrap();
+    assert_eq!((report.checkpoint_classes, report.layout), (10, None));
+    model
+        .features(input.clone())
+        .into_data()
+        .assert_eq(&features, true);
+    assert_eq!(model.num_classes(), 3);
+    let (same, report) =
+        se_models::pretrained::<B>(&config, &burn_weights, None, 10, &device).unwrap();
+    assert!(!report.classifier_reset());
+    same.forward(input.clone())
+        .into_data()
+        .assert_eq(&reference.forward(input).into_data(), true);
+
+    // Wider stages: every body tensor that differs is listed, the head's change is not the error.
+    let wider = small(se_models::zoo::se_resnet50(), [8, 16, 32, 128], 64);
+    let error = se_models::pretrained::<B>(&wider, &burn_weights, None, 3, &device).unwrap_err();
+    let InteropError::Mismatch { mismatch, .. } = &error else {
+        panic!("{error}")
+    };
+    assert!(
+        mismatch
+            .wrong_shape
+            .iter()
+            .any(|(key, ..)| key == "layer4.0.Bottleneck.conv1.weight"),
+        "{mismatch}"
+    );
+    let error =
+        se_models::pretrained::<B>(&wider, &path, Some(Layout::Timm), 3, &device).unwrap_err();
+    assert!(
+        error.to_string().contains("layer4.0.conv1.weight"),
+        "{error}"
+    );
+}

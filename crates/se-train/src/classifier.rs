@@ -1,6 +1,6 @@
 //! The model as the Learner sees it: a ResNet plus its loss.
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -30,6 +30,11 @@ pub struct Classifier<B: Backend> {
     /// Stops training at the first non-finite loss, applying no gradient from it.
     #[module(skip)]
     pub loss_guard: Option<LossGuard>,
+    /// How many parts of the network, from the input on ([`se_models::PARTS`]), are frozen:
+    /// in training they run without autodiff, so they get no gradient and their BatchNorms
+    /// keep their running statistics.
+    #[module(skip)]
+    pub frozen_parts: usize,
 }
 
 impl<B: Backend> Classifier<B> {
@@ -41,7 +46,14 @@ impl<B: Backend> Classifier<B> {
             gradient_averager: None,
             gradient_scale: 1.0,
             loss_guard: None,
+            frozen_parts: 0,
         }
+    }
+
+    /// Freezes the first `parts` parts of the network (see [`Classifier::frozen_parts`]).
+    pub fn with_frozen_parts(mut self, parts: usize) -> Self {
+        self.frozen_parts = parts;
+        self
     }
 
     /// Guards every training step's loss (see [`LossGuard`]).
@@ -70,7 +82,15 @@ impl<B: Backend> Classifier<B> {
         images: Tensor<B, 4>,
         targets: Tensor<B, 1, Int>,
     ) -> ClassificationOutput<B> {
-        let logits = self.model.forward(images);
+        self.classification(self.model.forward(images), targets)
+    }
+
+    /// The loss of `logits` against `targets`.
+    fn classification(
+        &self,
+        logits: Tensor<B, 2>,
+        targets: Tensor<B, 1, Int>,
+    ) -> ClassificationOutput<B> {
         let smoothing = (self.label_smoothing > 0.0).then_some(self.label_smoothing);
         let loss = CrossEntropyLossConfig::new()
             .with_smoothing(smoothing)
@@ -80,12 +100,32 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
+impl<B: AutodiffBackend> Classifier<B> {
+    /// Training logits: the frozen parts run on the inner backend (no graph, BatchNorms on their
+    /// running statistics), the rest under autodiff from their output.
+    ///
+    /// # Shapes
+    /// - `images`: `[N, C, H, W]`
+    /// - output: `[N, num_classes]`
+    pub fn train_logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let frozen = self.frozen_parts;
+        if frozen == 0 {
+            return self.model.forward(images);
+        }
+        let features = self.model.valid().forward_parts(images.inner(), 0..frozen);
+        let map = self
+            .model
+            .forward_parts(Tensor::from_inner(features), frozen..5);
+        self.model.head(map)
+    }
+}
+
 impl<B: AutodiffBackend> TrainStep for Classifier<B> {
     type Input = ImageBatch<B>;
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: ImageBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        let output = self.forward_classification(batch.images, batch.targets);
+        let output = self.classification(self.train_logits(batch.images), batch.targets);
         if let Some(guard) = &self.loss_guard {
             let value: f64 = output.loss.clone().inner().into_scalar().elem();
             if !guard.check(value) {

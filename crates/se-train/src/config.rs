@@ -7,6 +7,7 @@ use burn::config::Config;
 use crate::data::augment::AugmentConfig;
 use crate::data::cifar::Cifar;
 use crate::data::{DataError, DataSplits, cifar, folder, mnist};
+use crate::finetune::FineTuneConfig;
 
 /// Where the images come from.
 #[derive(Config, Debug, PartialEq)]
@@ -148,6 +149,9 @@ pub struct TrainConfig {
     /// Data-loader worker threads.
     #[config(default = 2)]
     pub num_workers: usize,
+    /// Pretrained weights, frozen parts, body learning rate (`None`: from scratch, all trained).
+    #[config(default = "None")]
+    pub finetune: Option<FineTuneConfig>,
 }
 
 impl TrainConfig {
@@ -244,13 +248,26 @@ impl TrainConfig {
         {
             return invalid("image_size", size, "must be at least 1");
         }
-        Ok(())
+        match &self.finetune {
+            Some(finetune) => finetune.validate(),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `config.json` written before a field with a default existed still loads (resume).
+    #[test]
+    fn a_config_without_the_fine_tuning_field_loads() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&TrainConfig::new().to_string()).unwrap();
+        json.as_object_mut().unwrap().remove("finetune");
+        let config: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.finetune, None);
+    }
 
     #[test]
     fn the_defaults_are_valid_and_each_bad_value_is_named() {
@@ -294,6 +311,11 @@ mod tests {
         assert_eq!(
             field(TrainConfig::new().with_schedule(step)),
             "every_epochs"
+        );
+        let finetune = crate::finetune::FineTuneConfig::new().with_freeze(vec!["fc".into()]);
+        assert_eq!(
+            field(TrainConfig::new().with_finetune(Some(finetune))),
+            "freeze"
         );
         let error = TrainConfig::new()
             .with_batch_size(0)

@@ -22,6 +22,7 @@ use se_models::weights;
 use crate::classifier::Classifier;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::batcher::ImageBatch;
+use crate::finetune::BodyLr;
 use crate::progress::PlainProgress;
 use crate::report::EpochCsvLogger;
 use crate::run::RunFolder;
@@ -122,11 +123,13 @@ where
     model
 }
 
-/// Builds the optimizer the config names and runs the Learner with it.
+/// Builds the optimizer the config names (with the body's learning-rate multiplier of a
+/// fine-tuning run) and runs the Learner with it.
 pub(crate) fn fit_with_optimizer<B: AutodiffBackend>(
     config: &TrainConfig,
     setup: LearnerSetup<B>,
 ) -> Classifier<B::InnerBackend> {
+    let body_lr_mult = config.finetune.as_ref().map_or(1.0, |f| f.body_lr_mult);
     let weight_decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match &config.optimizer {
@@ -139,13 +142,13 @@ pub(crate) fn fit_with_optimizer<B: AutodiffBackend>(
                 }))
                 .with_weight_decay(weight_decay)
                 .init();
-            fit(setup, optimizer)
+            fit(setup, BodyLr::new(optimizer, body_lr_mult))
         }
         OptimizerKind::AdamW => {
             let optimizer = AdamWConfig::new()
                 .with_weight_decay(config.weight_decay as f32)
                 .init();
-            fit(setup, optimizer)
+            fit(setup, BodyLr::new(optimizer, body_lr_mult))
         }
     }
 }

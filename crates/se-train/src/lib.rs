@@ -5,6 +5,7 @@
 //!   `config.json` in the run folder; [`DataSource`] names the data.
 //! - [`train()`]: one run into a [`RunFolder`], on one or several devices or as one rank of an MPI
 //!   job ([`TrainOptions`]), fresh or resumed from its last checkpoint.
+//! - [`FineTuneConfig`]: start from pretrained weights, freeze a prefix, slow the body down.
 //! - [`evaluate()`] and [`predict()`]: a trained model on a test split or on images.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod data;
 pub mod distributed;
 pub mod error;
 pub mod evaluate;
+pub mod finetune;
 pub mod guard;
 mod learner;
 pub mod progress;
@@ -46,5 +48,6 @@ pub mod train;
 pub use config::{DataSource, InvalidTrainConfig, OptimizerKind, ScheduleKind, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{EvalReport, evaluate, load_image, predict};
+pub use finetune::FineTuneConfig;
 pub use run::{RunFolder, TrainSummary};
 pub use train::{TrainOptions, train};

@@ -23,6 +23,7 @@ use crate::distributed::{
 };
 use crate::error::{TrainError, run_error};
 use crate::evaluate::evaluate;
+use crate::finetune::FineTuneConfig;
 use crate::guard::LossGuard;
 use crate::learner::{LearnerSetup, Progress, fit_with_optimizer};
 use crate::report::{EpochRow, curves_png, curves_svg, read_csv};
@@ -121,9 +122,12 @@ pub fn train<B: AutodiffBackend>(
     let DataSplits {
         train,
         test,
-        info,
+        mut info,
         faults,
     } = config.data.load()?;
+    if let Some((mean, std)) = normalisation(&run, config, start_epoch.is_some(), &info) {
+        (info.mean, info.std) = (mean, std);
+    }
     let mut train = limit(train, config.train_limit);
     let mut test = limit(test, config.test_limit);
     if ranks > 1 {
@@ -150,9 +154,19 @@ pub fn train<B: AutodiffBackend>(
             min_size,
         });
     }
+    B::seed(&device, config.seed);
+    let finetune = config.finetune.clone().unwrap_or_else(FineTuneConfig::new);
+    let model = match start_epoch {
+        // A resumed run's weights come from its checkpoint.
+        None => finetune.initial_model::<B>(&model_config, &device)?,
+        Some(_) => None,
+    };
+    let mut model = model.unwrap_or_else(|| model_config.init::<B>(&device));
+    if finetune.freeze_bn {
+        model = model.freeze_batch_norms();
+    }
     run.write_start(config, &model_config, &info)?;
 
-    B::seed(&device, config.seed);
     let (train_loader, valid_loader, steps_per_epoch) = loaders::<B>(
         config,
         &info,
@@ -162,7 +176,6 @@ pub fn train<B: AutodiffBackend>(
         (rank, devices.len()),
         start_epoch,
     );
-    let model = model_config.init::<B>(&device);
     let model = match &collective {
         // Identical replicas: rank 0's initial weights everywhere.
         Some(c) => broadcast_module(model, c.as_ref()),
@@ -181,7 +194,8 @@ pub fn train<B: AutodiffBackend>(
         model: Classifier::new(model, config.label_smoothing)
             .with_gradient_averager(collective.clone().map(GradientAverager::new))
             .with_gradient_scale(1.0 / devices.len() as f32)
-            .with_loss_guard(loss_guard.clone()),
+            .with_loss_guard(loss_guard.clone())
+            .with_frozen_parts(finetune.frozen_parts()),
         devices,
         interrupter,
         progress: match (rank, ranks) {
@@ -255,6 +269,24 @@ pub fn train<B: AutodiffBackend>(
         )?;
     }
     Ok(summary)
+}
+
+/// The input normalisation when it is not the data's own: a resumed run keeps the one it
+/// started with (its `dataset.json`), a fine-tuning run takes its initial weights' (ImageNet
+/// statistics for ImageNet weights). Said in one line.
+fn normalisation(
+    run: &RunFolder,
+    config: &TrainConfig,
+    resume: bool,
+    info: &DatasetInfo,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    if resume {
+        let (_, saved) = run.load_model_info().ok()?;
+        return (saved.channels == info.channels).then_some((saved.mean, saved.std));
+    }
+    let (mean, std) = config.finetune.as_ref()?.normalisation(info)?;
+    eprintln!("input normalised as the initial weights were trained: mean {mean:?}, std {std:?}");
+    Some((mean, std))
 }
 
 /// Removes what the epochs from `epoch` on left (checkpoints, metrics rows), so that the newest

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::config::Config;
 use clap::{Args, ValueEnum};
-use se_train::{DataSource, OptimizerKind, ScheduleKind, TrainConfig, TrainOptions, TrainSummary};
+use se_models::interop::Layout;
+use se_train::{
+    DataSource, FineTuneConfig, OptimizerKind, ScheduleKind, TrainConfig, TrainOptions,
+    TrainSummary,
+};
 
 use crate::backend::{self, Job, Precision};
 
@@ -198,6 +202,25 @@ pub struct TrainArgs {
     /// Validate on N test images only, spread evenly over the set.
     #[arg(long)]
     pub test_limit: Option<usize>,
+    /// Start from these weights (fine-tuning): Burn weights (.mpk, from `se import` or a run)
+    /// or a PyTorch checkpoint (.pth, .safetensors, ...). The classifier is re-created for the
+    /// data's classes; every other tensor must fit.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Key layout of a PyTorch --init checkpoint: timm, torchvision or cadene (default cadene
+    /// for legacy_* models, timm otherwise).
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Keep these parts as initialised, a prefix of stem,layer1,layer2,layer3,layer4: no
+    /// gradient, BatchNorm statistics fixed.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub freeze: Vec<String>,
+    /// Every BatchNorm uses and keeps its running statistics (scale and shift still learn).
+    #[arg(long)]
+    pub freeze_bn: bool,
+    /// Learning rate of everything but the classifier, as a multiple of --lr.
+    #[arg(long, default_value_t = FineTuneConfig::new().body_lr_mult)]
+    pub body_lr_mult: f64,
 }
 
 impl TrainArgs {
@@ -233,6 +256,15 @@ impl TrainArgs {
         if let Some(epochs) = self.epochs {
             config.epochs = epochs;
         }
+        let finetune = FineTuneConfig::new()
+            .with_init(self.init.clone())
+            .with_layout(self.layout)
+            .with_freeze(self.freeze.clone())
+            .with_freeze_bn(self.freeze_bn)
+            .with_body_lr_mult(self.body_lr_mult);
+        if finetune != FineTuneConfig::new() {
+            config.finetune = Some(finetune);
+        }
         Ok(config)
     }
 
@@ -266,6 +298,8 @@ fn flag(field: &str) -> &str {
         "train_limit" => "--train-limit",
         "test_limit" => "--test-limit",
         "image_size" => "--image-size",
+        "freeze" => "--freeze",
+        "body_lr_mult" => "--body-lr-mult",
         other => other,
     }
 }

@@ -87,6 +87,14 @@ pub struct BasicBlock<B: Backend> {
 }
 
 impl<B: Backend> BasicBlock<B> {
+    /// Every BatchNorm of the block: its own, the shortcut's and the attention module's.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm<B>> {
+        let mut norms = vec![&mut self.bn1, &mut self.bn2];
+        norms.extend(self.downsample.as_mut().map(|d| &mut d.bn));
+        norms.extend(self.se.as_mut().and_then(|se| se.batch_norm_mut()));
+        norms
+    }
+
     /// # Shapes
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, planes, H / stride, W / stride]`

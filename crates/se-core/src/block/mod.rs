@@ -151,4 +151,12 @@ impl<B: Backend> ResidualBlock<B> {
             ResidualBlock::Bottleneck(block) => block.forward(x),
         }
     }
+
+    /// Every BatchNorm of the block (see [`BasicBlock::batch_norms_mut`]).
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm<B>> {
+        match self {
+            ResidualBlock::Basic(block) => block.batch_norms_mut(),
+            ResidualBlock::Bottleneck(block) => block.batch_norms_mut(),
+        }
+    }
 }

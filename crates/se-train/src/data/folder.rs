@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use burn::data::dataset::Dataset;
 
-use super::{DataError, DataFaults, DataSplits, DatasetInfo, ImageItem};
+use super::{
+    DataError, DataFaults, DataSplits, DatasetInfo, IMAGENET_MEAN, IMAGENET_STD, ImageItem,
+};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
-
-/// ImageNet's per-channel statistics, the usual choice for natural RGB images.
-const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Images listed from a folder; each is decoded (to RGB) when the data loader asks for it.
 pub struct FolderDataset {
