@@ -694,6 +694,27 @@ fn fine_tunes_pretrained_weights_with_frozen_parts() {
     }
     assert!(changed > 20, "only {changed} trained tensors changed");
 
+    // The fine-tuned run as an ONNX graph: three logits per image, any batch.
+    let output = se(
+        &["export", "--run-dir", "ft", "--output", "ft.onnx"],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("output `logits` [batch, 3]"), "{stdout}");
+    use se_models::onnx::{Message, proto};
+    let graph =
+        proto::ModelProto::parse_from_bytes(&std::fs::read(dir.path().join("ft.onnx")).unwrap())
+            .unwrap()
+            .graph
+            .unwrap();
+    let fc = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == "fc.weight")
+        .unwrap();
+    assert_eq!(fc.dims, [512, 3]);
+
     // layer2 frozen without the stem, and weights of another architecture: refused, no folder.
     let output = train(
         "--model resnet18 --layout torchvision --freeze layer2",

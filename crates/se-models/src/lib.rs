@@ -5,7 +5,8 @@
 //! - [`zoo`]: the named models (`zoo::se_resnet50()`, ...), each a short config, and the
 //!   registry that finds them by name ([`config`], [`lookup`], [`MODELS`]).
 //! - [`interop`]: timm, torchvision and Cadene checkpoints in and out; [`weights`]: Burn's own
-//!   weights files; [`pretrained`]: either as the start of another task (new classifier).
+//!   weights files; [`pretrained`]: either as the start of another task (new classifier);
+//!   [`onnx`]: export for ONNX Runtime and other deployment tools.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -27,6 +28,7 @@
 
 pub mod files;
 pub mod interop;
+pub mod onnx;
 mod pretrained;
 pub mod resnet;
 pub mod weights;

@@ -477,3 +477,169 @@ fn pretrained_weights_with_a_new_classifier() {
         "{error}"
     );
 }
+
+/// ONNX export of every family (the fixtures' architectures with their PyTorch weights, plus
+/// sSE, scSE, CBAM, every SE placement, max squeeze and the tanh gate with random weights): a
+/// graph that parses back, with opset 17, a dynamic batch, every node reading only the input,
+/// weights or earlier nodes, every tensor of the model stored once with its exact bytes, and one
+/// node per layer. With `SE_ONNX_PARITY_DIR` set it also writes each graph, its input and our
+/// logits there, for `scripts/pytorch/onnx_parity.py` to run in ONNX Runtime.
+#[test]
+fn onnx_export_is_a_valid_graph_of_every_family() {
+    use burn_store::ModuleSnapshot;
+    use onnx_protobuf::Message;
+    use se_core::{AttentionConfig, BlockAttentionConfig, SePlacement, SqueezeExcitationConfig};
+    use se_models::interop::npy::{Array, write_npy};
+    use se_models::onnx;
+
+    let device = Default::default();
+    let out = std::env::var_os("SE_ONNX_PARITY_DIR").map(PathBuf::from);
+    let se = |placement| {
+        BlockAttentionConfig::of(AttentionConfig::Se(SqueezeExcitationConfig::paper(16)))
+            .with_placement(placement)
+    };
+    let mut models: Vec<(String, ResNetConfig, ResNet<B>, Tensor<B, 4>)> = fixtures()
+        .into_iter()
+        .map(|(name, ext, layout, config)| {
+            let model = load(name, ext, layout, &config);
+            let input = tensor(&fixture(&format!("{name}.input.npy")));
+            (name.to_string(), config, model, input)
+        })
+        .collect();
+    let random = |config: ResNetConfig| {
+        let input = Tensor::random([2, 3, 48, 48], burn::tensor::Distribution::Default, &device);
+        (config.init::<B>(&device), input)
+    };
+    let resnet = || small(se_models::zoo::resnet18(), [8, 16, 32, 64], 16);
+    let bottleneck = || small(se_models::zoo::resnet50(), [8, 16, 32, 64], 16);
+    let mut extra = vec![
+        (
+            "sse",
+            resnet().with_attention(se_models::zoo::sse_resnet18().attention),
+        ),
+        (
+            "scse",
+            bottleneck().with_attention(se_models::zoo::scse_resnet50().attention),
+        ),
+        (
+            "cbam_bottleneck",
+            bottleneck().with_attention(se_models::zoo::cbam_resnet50().attention),
+        ),
+        ("se_pre", bottleneck().with_attention(se(SePlacement::Pre))),
+        ("se_post", resnet().with_attention(se(SePlacement::Post))),
+        (
+            "se_identity",
+            bottleneck().with_attention(se(SePlacement::Identity)),
+        ),
+    ];
+    let max_tanh = SqueezeExcitationConfig::paper(16)
+        .with_squeeze(se_core::Squeeze::Max)
+        .with_gate(se_core::Gate::Tanh);
+    extra.push((
+        "se_max_tanh",
+        resnet().with_attention(BlockAttentionConfig::of(AttentionConfig::Se(max_tanh))),
+    ));
+    for (name, config) in extra {
+        let (model, input) = random(config.clone());
+        models.push((name.to_string(), config, model, input));
+    }
+
+    for (name, config, model, input) in models {
+        let bytes = onnx::to_onnx(&model, config.in_channels)
+            .write_to_bytes()
+            .unwrap();
+        let proto = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).unwrap();
+        assert_eq!(proto.opset_import[0].version, 17, "{name}");
+        let graph = proto.graph.as_ref().unwrap();
+        let (input_info, output_info) = (&graph.input[0], &graph.output[0]);
+        assert_eq!(
+            (input_info.name.as_str(), output_info.name.as_str()),
+            ("input", "logits")
+        );
+        let Some(onnx_protobuf::type_proto::Value::TensorType(input_type)) =
+            &input_info.type_.value
+        else {
+            panic!("{name}: the input is not a tensor")
+        };
+        let batch = &input_type.shape.dim[0].value;
+        assert_eq!(
+            batch,
+            &Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimParam("batch".into())),
+            "{name}"
+        );
+        // Topological: every input of a node exists before it.
+        let mut known: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            known.len(),
+            graph.initializer.len(),
+            "{name}: a weight stored twice"
+        );
+        known.insert("input");
+        for node in &graph.node {
+            for input in &node.input {
+                assert!(
+                    known.contains(input.as_str()),
+                    "{name}: {} reads {input}",
+                    node.name
+                );
+            }
+            known.extend(node.output.iter().map(String::as_str));
+        }
+        assert!(known.contains("logits"), "{name}");
+        // Every tensor of the model, once, with its exact bytes.
+        let snapshots = model.collect(None, None, false);
+        let stored: usize = graph
+            .initializer
+            .iter()
+            .filter(|t| t.data_type == 1)
+            .map(|t| t.raw_data.len() / 4)
+            .sum();
+        let floats: usize = snapshots
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
+        assert_eq!(stored, floats, "{name}");
+        let conv1 = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == "conv1.weight")
+            .unwrap();
+        assert_eq!(
+            conv1.raw_data,
+            model.conv1.weight.val().into_data().as_bytes(),
+            "{name}"
+        );
+        let count = |op: &str| graph.node.iter().filter(|n| n.op_type == op).count();
+        let norms = snapshots
+            .iter()
+            .filter(|s| s.full_path().ends_with("running_var"))
+            .count();
+        assert_eq!(count("BatchNormalization"), norms, "{name}");
+        let convs = snapshots
+            .iter()
+            .filter(|s| s.full_path().ends_with("weight") && s.shape.len() >= 3)
+            .count();
+        assert_eq!(count("Conv"), convs, "{name}");
+
+        if let Some(out) = &out {
+            std::fs::create_dir_all(out).unwrap();
+            std::fs::write(out.join(format!("{name}.onnx")), &bytes).unwrap();
+            let array = |t: Tensor<B, 4>| Array {
+                shape: t.dims().to_vec(),
+                values: t.into_data().convert::<f32>().into_vec().unwrap(),
+            };
+            write_npy(
+                &out.join(format!("{name}.input.npy")),
+                &array(input.clone()),
+            )
+            .unwrap();
+            let logits = model.forward(input);
+            let logits = Array {
+                shape: logits.dims().to_vec(),
+                values: logits.into_data().into_vec().unwrap(),
+            };
+            write_npy(&out.join(format!("{name}.logits.npy")), &logits).unwrap();
+        }
+    }
+}

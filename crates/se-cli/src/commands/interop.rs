@@ -36,8 +36,11 @@ pub struct ModelWeightsArgs {
     #[arg(long, short)]
     pub model: Option<String>,
     /// Weights: a PyTorch checkpoint (.pth, .pt, .bin, .safetensors) or Burn weights (.mpk).
+    #[arg(long, required_unless_present = "run_dir", conflicts_with = "run_dir")]
+    pub weights: Option<PathBuf>,
+    /// A run folder: its final weights (`model.mpk`, with `model.json` beside them).
     #[arg(long)]
-    pub weights: PathBuf,
+    pub run_dir: Option<PathBuf>,
     /// Key layout of a PyTorch checkpoint: timm, torchvision or cadene; default cadene for
     /// `legacy_*` models, timm otherwise.
     #[arg(long)]
@@ -48,9 +51,18 @@ pub struct ModelWeightsArgs {
 }
 
 impl ModelWeightsArgs {
+    /// The weights file: `--weights`, or the run folder's `model.mpk`.
+    pub fn weights(&self) -> PathBuf {
+        match (&self.weights, &self.run_dir) {
+            (Some(weights), _) => weights.clone(),
+            (None, Some(run)) => run.join("model.mpk"),
+            (None, None) => unreachable!("clap requires --weights or --run-dir"),
+        }
+    }
+
     fn registry_config(&self) -> Result<ResNetConfig> {
         let Some(name) = &self.model else {
-            bail!("--model NAME is needed for {}", self.weights.display());
+            bail!("--model NAME is needed for {}", self.weights().display());
         };
         Ok(se_models::config(name)?)
     }
@@ -66,7 +78,7 @@ impl ModelWeightsArgs {
     /// Builds the model and loads the weights; `partial` only applies to PyTorch checkpoints.
     pub fn load(&self, partial: bool) -> Result<(ResNet<Backend>, ResNetConfig)> {
         let device = backend::device()?;
-        let path = &self.weights;
+        let path = &self.weights();
         if is_pytorch_file(path) {
             let mut config = self.registry_config()?;
             let layout = self.layout(&config)?;
@@ -146,10 +158,10 @@ pub struct ImportArgs {
 }
 
 pub fn import(args: &ImportArgs) -> Result<()> {
-    if !is_pytorch_file(&args.source.weights) {
+    if !is_pytorch_file(&args.source.weights()) {
         bail!(
             "{}: expected a PyTorch checkpoint ({})",
-            args.source.weights.display(),
+            args.source.weights().display(),
             CheckpointFormat::extension_list()
         );
     }
@@ -172,17 +184,49 @@ pub fn import(args: &ImportArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `se export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The weights in the layout's PyTorch key names, for `load_state_dict`.
+    Safetensors,
+    /// The network as an ONNX graph (opset 17, evaluation mode, dynamic batch and image size).
+    Onnx,
+}
+
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     #[command(flatten)]
     pub source: ModelWeightsArgs,
-    /// The .safetensors file to write, in the layout's PyTorch key names.
+    /// The file to write.
     #[arg(long, short)]
     pub output: PathBuf,
+    /// What to write [default: onnx for an `.onnx` output, else safetensors].
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
     let (model, config) = args.source.load(false)?;
+    let onnx = Some(std::ffi::OsStr::new("onnx"));
+    let format = args.format.unwrap_or(if args.output.extension() == onnx {
+        ExportFormat::Onnx
+    } else {
+        ExportFormat::Safetensors
+    });
+    if format == ExportFormat::Onnx {
+        se_models::onnx::save(&model, config.in_channels, &args.output)?;
+        println!(
+            "wrote {} (ONNX opset {}, input `{}` [batch, {}, height, width], output `{}` \
+             [batch, {}])",
+            args.output.display(),
+            se_models::onnx::OPSET,
+            se_models::onnx::INPUT,
+            config.in_channels,
+            se_models::onnx::OUTPUT,
+            config.num_classes
+        );
+        return Ok(());
+    }
     let layout = args.source.layout(&config)?;
     let state = interop::export_state_dict(&model, layout);
     interop::write_safetensors(&state, &args.output)?;
