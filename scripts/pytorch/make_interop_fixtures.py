@@ -11,12 +11,14 @@ The tests never need PyTorch; this script is how the committed fixtures were mad
     /tmp/venv-torch/bin/pip install torch torchvision timm safetensors numpy six tqdm munch
     /tmp/venv-torch/bin/pip install --no-deps pretrainedmodels
     /tmp/venv-torch/bin/python scripts/pytorch/make_interop_fixtures.py
+    /tmp/venv-torch/bin/python scripts/pytorch/make_interop_fixtures.py --only cadene_senet154
 
 Versions used for the committed files: torch 2.15.0, torchvision 0.29.2, timm 1.0.31,
 pretrainedmodels 0.7.4.
 """
 
 import json
+import sys
 import pathlib
 
 import numpy as np
@@ -94,6 +96,25 @@ def cadene_senet(block: str, planes, groups):
     return model
 
 
+def cadene_senet154(planes, groups):
+    """Cadene's `senet154` at small widths: SEBottleneck (3x3 conv 2·planes → 4·planes), the
+    three-conv stem to 128 channels, 3x3 projection shortcuts from the second stage on."""
+    from pretrainedmodels.models.senet import SENet, SEBottleneck
+
+    model = SENet(SEBottleneck, [2, 1, 1, 1], groups=groups, reduction=16, dropout_p=0.2,
+                  inplanes=128, input_3x3=True, downsample_kernel_size=3,
+                  downsample_padding=1, num_classes=10)
+    model.inplanes = 128
+    model.layer1 = model._make_layer(SEBottleneck, planes[0], 2, groups, 16,
+                                     downsample_kernel_size=1, downsample_padding=0)
+    for index, width in enumerate(planes[1:], start=2):
+        setattr(model, f"layer{index}", model._make_layer(
+            SEBottleneck, width, 1, groups, 16, stride=2,
+            downsample_kernel_size=3, downsample_padding=1))
+    model.last_linear = nn.Linear(planes[-1] * 4, 10)
+    return model
+
+
 def write(name: str, model: nn.Module, input_shape, fmt: str, seed: int, describe: dict):
     model = randomize(model, seed)
     torch.manual_seed(seed + 1)
@@ -115,6 +136,15 @@ def write(name: str, model: nn.Module, input_shape, fmt: str, seed: int, describ
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    index_path = OUT / "fixtures.json"
+    if sys.argv[1:] == ["--only", "cadene_senet154"]:
+        # Added later (torch 2.15.0+cpu, pretrainedmodels 0.7.4) without rewriting the others.
+        index = json.loads(index_path.read_text())
+        index["cadene_senet154"] = write(
+            "cadene_senet154", cadene_senet154((4, 8, 16, 32), 4), (1, 3, 224, 224), "pth", 8,
+            {"layout": "cadene", "code": "pretrainedmodels.models.senet.SENet(SEBottleneck, groups=4, input_3x3=True, downsample_kernel_size=3)"})
+        index_path.write_text(json.dumps(index, indent=2) + "\n")
+        return
     index = {
         "timm_se_resnet": write(
             "timm_se_resnet", timm_resnet("bottleneck", (8, 16, 32, 64), 8, "se"), (2, 3, 64, 64),
@@ -140,7 +170,7 @@ def main():
             "cadene_se_resnext", cadene_senet("se_resnext", (16, 32, 64, 128), 4), (1, 3, 224, 224),
             "pth", 7, {"layout": "cadene", "code": "pretrainedmodels.models.senet.SENet(SEResNeXtBottleneck, groups=4)"}),
     }
-    (OUT / "fixtures.json").write_text(json.dumps(index, indent=2) + "\n")
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -612,8 +612,8 @@ fn write_pth(state: &se_models::interop::StateDict, path: &Path) {
 
 /// Fine-tuning an ImageNet-shaped ResNet-18 checkpoint (torchvision layout, 1000 classes) on a
 /// three-class image folder with the stem and layer1 frozen: the classifier is re-created, the
-/// frozen tensors (BatchNorm statistics included) end bit-identical to the checkpoint's, the
-/// rest trains, and the run ends above chance. Checkpoints that do not fit and parts that are
+/// frozen tensors (BatchNorm statistics included) end bit-identical to the checkpoint's, also
+/// after a resume, the rest trains, the run ends above chance, and it exports to ONNX. Checkpoints that do not fit and parts that are
 /// not a prefix are refused before anything is written.
 #[test]
 fn fine_tunes_pretrained_weights_with_frozen_parts() {
@@ -669,6 +669,11 @@ fn fine_tunes_pretrained_weights_with_frozen_parts() {
     let top1 = summary["test"]["top1"].as_f64().unwrap();
     assert!(top1 > 0.6, "above chance (1/3): {summary}");
 
+    // Resumed for two more epochs (the frozen parts come from the saved config): still frozen.
+    let args = "train --resume --run-dir ft --epochs 6";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
     let trained = se_models::weights::load(
         se_models::zoo::resnet18()
             .with_num_classes(3)

@@ -345,6 +345,14 @@ impl Graph {
         let x = self.conv2d("conv1", &model.conv1, INPUT);
         let x = self.batch_norm("bn1", &model.bn1, &x);
         let mut x = self.unary("Relu", &x);
+        let deep = [(2, &model.conv2, &model.bn2), (3, &model.conv3, &model.bn3)];
+        for (i, conv, bn) in deep {
+            if let (Some(conv), Some(bn)) = (conv, bn) {
+                let y = self.conv2d(&format!("conv{i}"), conv, &x);
+                let y = self.batch_norm(&format!("bn{i}"), bn, &y);
+                x = self.unary("Relu", &y);
+            }
+        }
         if let Some(pool) = &model.maxpool {
             x = self.max_pool(pool, &x);
         }

@@ -26,6 +26,9 @@ pub enum Stem {
     Caffe,
     /// 3x3/1 conv, BN, ReLU, no pooling (He et al.'s CIFAR ResNets): 32 → 32.
     Cifar,
+    /// Three 3x3 convs (stride 2, 1, 1; `stem_width / 2`, `stem_width / 2`, `stem_width`
+    /// channels), each with BN and ReLU, then the Caffe max pool (Cadene's SENet-154): 224 → 56.
+    Deep,
 }
 
 impl Stem {
@@ -33,6 +36,7 @@ impl Stem {
         match self {
             Stem::ImageNet | Stem::Caffe => (7, 2),
             Stem::Cifar => (3, 1),
+            Stem::Deep => (3, 2),
         }
     }
 
@@ -40,7 +44,7 @@ impl Stem {
     fn pool(self) -> Option<(usize, bool)> {
         match self {
             Stem::ImageNet => Some((1, false)),
-            Stem::Caffe => Some((0, true)),
+            Stem::Caffe | Stem::Deep => Some((0, true)),
             Stem::Cifar => None,
         }
     }
@@ -90,6 +94,14 @@ pub struct ResNetConfig {
     /// Stride on the bottleneck's first 1x1 conv instead of its 3x3 (Caffe/Cadene SE-ResNet).
     #[config(default = false)]
     pub stride_on_1x1: bool,
+    /// The bottleneck's first 1x1 conv outputs `width / reduce_first` channels; `None` is 1
+    /// (2 in SENet-154). An `Option` so that `model.json` files written before it still load.
+    #[config(default = "None")]
+    pub reduce_first: Option<usize>,
+    /// Kernel of the projection shortcut's conv in the strided stages (2 to 4; the first
+    /// stage's is 1x1, as Cadene's SENet); `None` is 1 (3 in SENet-154).
+    #[config(default = "None")]
+    pub down_kernel_size: Option<usize>,
     /// SE module and placement of every block.
     #[config(default = "BlockAttentionConfig::new()")]
     pub attention: BlockAttentionConfig,
@@ -153,6 +165,8 @@ impl ResNetConfig {
             ("num_classes", self.num_classes),
             ("groups", self.groups),
             ("base_width", self.base_width),
+            ("reduce_first", self.reduce_first.unwrap_or(1)),
+            ("down_kernel_size", self.down_kernel_size.unwrap_or(1)),
         ] {
             if value == 0 {
                 return invalid(field, &value, "must be at least 1");
@@ -168,6 +182,34 @@ impl ResNetConfig {
                 "base_width",
                 &self.base_width,
                 "too small: a stage's grouped convolution would have no channel per group",
+            );
+        }
+        if self.block == BlockKind::Bottleneck
+            && self.widths.iter().any(|&planes| {
+                let width = planes * self.base_width / 64 * self.groups;
+                width % self.reduce_first.unwrap_or(1) != 0
+            })
+        {
+            return invalid(
+                "reduce_first",
+                &self.reduce_first,
+                "must divide the width of every stage's grouped convolution",
+            );
+        }
+        if self.block == BlockKind::Basic
+            && (self.reduce_first.unwrap_or(1) != 1 || self.down_kernel_size.unwrap_or(1) != 1)
+        {
+            return invalid(
+                "reduce_first",
+                &self.reduce_first,
+                "reduce_first and down_kernel_size need bottleneck blocks",
+            );
+        }
+        if self.stem == Stem::Deep && self.stem_width < 2 {
+            return invalid(
+                "stem_width",
+                &self.stem_width,
+                "the deep stem needs at least 2",
             );
         }
         if self.block == BlockKind::Basic && (self.groups != 1 || self.base_width != 64) {
@@ -282,6 +324,11 @@ impl ResNetConfig {
                             .with_groups(self.groups)
                             .with_base_width(self.base_width)
                             .with_stride_on_1x1(self.stride_on_1x1)
+                            .with_reduce_first(self.reduce_first.unwrap_or(1))
+                            .with_down_kernel_size(match stage {
+                                0 => 1,
+                                _ => self.down_kernel_size.unwrap_or(1),
+                            })
                             .with_attention(self.attention.clone())
                             .with_zero_init_last(self.zero_init_last),
                     ),
@@ -303,9 +350,20 @@ impl ResNetConfig {
         });
         let mut next_stage = || stages.next().unwrap_or_default();
         let (kernel, stride) = self.stem.conv_kernel_stride();
+        let [first, second] = self.stem_convs();
+        let deep = |from: usize, to: usize| {
+            (self.stem == Stem::Deep).then(|| conv(from, to, 3, 1, 1).init(device))
+        };
+        let deep_bn = |channels| {
+            (self.stem == Stem::Deep).then(|| BatchNorm2dConfig::new(channels).init(device))
+        };
         ResNet {
-            conv1: conv(self.in_channels, self.stem_width, kernel, stride, 1).init(device),
-            bn1: BatchNorm2dConfig::new(self.stem_width).init(device),
+            conv1: conv(self.in_channels, first, kernel, stride, 1).init(device),
+            bn1: BatchNorm2dConfig::new(first).init(device),
+            conv2: deep(first, second),
+            bn2: deep_bn(second),
+            conv3: deep(second, self.stem_width),
+            bn3: deep_bn(self.stem_width),
             maxpool: self.stem.pool().map(|(padding, ceil_mode)| {
                 MaxPool2dConfig::new([3, 3])
                     .with_strides([2, 2])
@@ -324,10 +382,26 @@ impl ResNetConfig {
         }
     }
 
+    /// Output channels of the stem's first convolution and, for the deep stem, of its second
+    /// (the third outputs `stem_width`).
+    fn stem_convs(&self) -> [usize; 2] {
+        match self.stem {
+            Stem::Deep => [self.stem_width / 2; 2],
+            _ => [self.stem_width; 2],
+        }
+    }
+
     /// Parameters and multiply-adds per part for an `input`-sized image, computed from the config.
     pub fn complexity(&self, input: Size) -> Vec<StageComplexity> {
         let (kernel, stride) = self.stem.conv_kernel_stride();
-        let (stem, mut size) = conv_bn(self.in_channels, self.stem_width, kernel, stride, 1, input);
+        let [first, second] = self.stem_convs();
+        let (mut stem, mut size) = conv_bn(self.in_channels, first, kernel, stride, 1, input);
+        if self.stem == Stem::Deep {
+            for (from, to) in [(first, second), (second, self.stem_width)] {
+                let (cost, out) = conv_bn(from, to, 3, 1, 1, size);
+                (stem, size) = (stem + cost, out);
+            }
+        }
         if let Some((padding, ceil)) = self.stem.pool() {
             size = window_output(size, 3, 2, padding, ceil);
         }
@@ -377,6 +451,14 @@ pub struct ResNet<B: Backend> {
     pub conv1: Conv2d<B>,
     /// Stem BatchNorm.
     pub bn1: BatchNorm2d<B>,
+    /// The deep stem's second convolution (Cadene's `layer0.conv2`); `None` for other stems.
+    pub conv2: Option<Conv2d<B>>,
+    /// Its BatchNorm.
+    pub bn2: Option<BatchNorm2d<B>>,
+    /// The deep stem's third convolution.
+    pub conv3: Option<Conv2d<B>>,
+    /// Its BatchNorm.
+    pub bn3: Option<BatchNorm2d<B>>,
     /// Stem max pool (ImageNet and Caffe stems).
     pub maxpool: Option<MaxPool2d>,
     /// Stage 1 (stride 1).
@@ -420,7 +502,12 @@ impl<B: Backend> ResNet<B> {
         for part in parts.clone().filter(|&part| part < 5) {
             x = match part {
                 0 => {
-                    let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+                    let mut x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+                    for (conv, bn) in [(&self.conv2, &self.bn2), (&self.conv3, &self.bn3)] {
+                        if let (Some(conv), Some(bn)) = (conv, bn) {
+                            x = bn.forward_relu(conv_forward(conv, x));
+                        }
+                    }
                     match &self.maxpool {
                         Some(pool) => pool.forward(x),
                         None => x,
@@ -485,6 +572,9 @@ impl<B: Backend> ResNet<B> {
     /// fine-tuning; `--freeze-bn`). Scale and shift still learn unless their part is frozen.
     pub fn freeze_batch_norms(mut self) -> Self {
         self.bn1.frozen = true;
+        for bn in [&mut self.bn2, &mut self.bn3].into_iter().flatten() {
+            bn.frozen = true;
+        }
         for block in [
             &mut self.layer1,
             &mut self.layer2,

@@ -88,6 +88,22 @@ fn legacy_se_resnext(layers: [usize; 4]) -> ResNetConfig {
         .with_attention(paper_se())
 }
 
+/// SENet-154 (Hu et al. 2018, the paper's ILSVRC 2017 winner) as Cadene's `senet154` (timm
+/// `legacy_senet154`): SE-ResNeXt bottlenecks with 64 groups (3x3 conv `2·planes → 4·planes`),
+/// stages [3, 8, 36, 3], the deep stem (three 3x3 convs to 128 channels, Caffe max pool), 3x3
+/// projection shortcuts, SE reduction exactly C/16, dropout 0.2 before the classifier.
+fn senet154_config() -> ResNetConfig {
+    imagenet(BlockKind::Bottleneck, [3, 8, 36, 3])
+        .with_groups(64)
+        .with_base_width(4)
+        .with_reduce_first(Some(2))
+        .with_down_kernel_size(Some(3))
+        .with_stem(Stem::Deep)
+        .with_stem_width(128)
+        .with_attention(paper_se())
+        .with_dropout(0.2)
+}
+
 /// Which input a registered model was designed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -167,6 +183,8 @@ models! {
         legacy_se_resnext50_32x4d = legacy_se_resnext([3, 4, 6, 3]);
         /// Cadene/Caffe SE-ResNeXt-101 (32x4d).
         legacy_se_resnext101_32x4d = legacy_se_resnext([3, 4, 23, 3]);
+        /// SENet-154 (Cadene `senet154`, timm `legacy_senet154`): 115,088,984 parameters.
+        senet154 = senet154_config();
     }
     Cifar {
         /// CIFAR ResNet-20 (He et al. 2016, §4.2).

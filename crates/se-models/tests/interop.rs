@@ -88,6 +88,15 @@ fn fixtures() -> Vec<(&'static str, &'static str, Layout, ResNetConfig)> {
             )
             .with_groups(4),
         ),
+        (
+            "cadene_senet154",
+            "pth",
+            Layout::Cadene,
+            // SEBottleneck's 3x3 conv is 4·planes wide in 4 groups: base width 64.
+            small(se_models::zoo::senet154(), [4, 8, 16, 32], 128)
+                .with_groups(4)
+                .with_base_width(64),
+        ),
     ]
 }
 

@@ -49,6 +49,8 @@ const REFERENCE_PARAMS: &[(&str, usize)] = &[
     ("legacy_se_resnet152", 66_821_848),
     ("legacy_se_resnext50_32x4d", 27_559_896),
     ("legacy_se_resnext101_32x4d", 48_955_416),
+    // Cadene `senet154` / timm `legacy_senet154` (the count issue #17 gives from timm).
+    ("senet154", 115_088_984),
 ];
 
 #[test]

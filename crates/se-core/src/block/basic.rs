@@ -45,7 +45,7 @@ impl BasicBlockConfig {
             conv2: conv(self.planes, out, 3, 1, 1).init(device),
             bn2: batch_norm(out, self.zero_init_last, device),
             se: build_attention(&self.attention, self.in_channels, out, device),
-            downsample: Downsample::if_needed(self.in_channels, out, self.stride, device),
+            downsample: Downsample::if_needed(self.in_channels, out, self.stride, 1, device),
             placement: self.attention.placement,
         }
     }
@@ -60,6 +60,7 @@ impl BasicBlockConfig {
             self.in_channels,
             out,
             self.stride,
+            1,
             input,
             size,
         );

@@ -34,6 +34,13 @@ pub struct BottleneckConfig {
     /// Put the stride on the first 1x1 conv instead of the 3x3 (the Caffe/Cadene SE-ResNet layout).
     #[config(default = false)]
     pub stride_on_1x1: bool,
+    /// The first 1x1 conv outputs `width / reduce_first` channels (2 in SENet-154, whose
+    /// bottleneck goes `2 * planes → 4 * planes` in its 3x3 conv; timm's `reduce_first`).
+    #[config(default = 1)]
+    pub reduce_first: usize,
+    /// Kernel of the projection shortcut's conv (1; 3 with padding 1 in SENet-154).
+    #[config(default = 1)]
+    pub down_kernel_size: usize,
     /// SE module and placement.
     #[config(default = "BlockAttentionConfig::new()")]
     pub attention: BlockAttentionConfig,
@@ -63,17 +70,19 @@ impl BottleneckConfig {
     /// Builds the block.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Bottleneck<B> {
         let width = self.width();
+        let first = width / self.reduce_first;
         let out = self.planes * Self::EXPANSION;
         let (stride1, stride3) = self.strides();
+        let down = self.down_kernel_size;
         Bottleneck {
-            conv1: conv(self.in_channels, width, 1, stride1, 1).init(device),
-            bn1: batch_norm(width, false, device),
-            conv2: conv(width, width, 3, stride3, self.groups).init(device),
+            conv1: conv(self.in_channels, first, 1, stride1, 1).init(device),
+            bn1: batch_norm(first, false, device),
+            conv2: conv(first, width, 3, stride3, self.groups).init(device),
             bn2: batch_norm(width, false, device),
             conv3: conv(width, out, 1, 1, 1).init(device),
             bn3: batch_norm(out, self.zero_init_last, device),
             se: build_attention(&self.attention, self.in_channels, out, device),
-            downsample: Downsample::if_needed(self.in_channels, out, self.stride, device),
+            downsample: Downsample::if_needed(self.in_channels, out, self.stride, down, device),
             placement: self.attention.placement,
         }
     }
@@ -83,14 +92,16 @@ impl BottleneckConfig {
         let width = self.width();
         let out = self.planes * Self::EXPANSION;
         let (stride1, stride3) = self.strides();
-        let (conv1, size) = conv_bn(self.in_channels, width, 1, stride1, 1, input);
-        let (conv2, size) = conv_bn(width, width, 3, stride3, self.groups, size);
+        let first = width / self.reduce_first;
+        let (conv1, size) = conv_bn(self.in_channels, first, 1, stride1, 1, input);
+        let (conv2, size) = conv_bn(first, width, 3, stride3, self.groups, size);
         let (conv3, size) = conv_bn(width, out, 1, 1, 1, size);
         let shared = shared_complexity(
             &self.attention,
             self.in_channels,
             out,
             self.stride,
+            self.down_kernel_size,
             input,
             size,
         );

@@ -95,15 +95,17 @@ pub struct Downsample<B: Backend> {
 }
 
 impl<B: Backend> Downsample<B> {
-    /// Builds the projection if the block changes shape, `None` for an identity shortcut.
+    /// Builds the projection (a `kernel x kernel` conv: 1, or 3 in SENet-154) if the block
+    /// changes shape, `None` for an identity shortcut.
     pub fn if_needed(
         in_channels: usize,
         out_channels: usize,
         stride: usize,
+        kernel: usize,
         device: &B::Device,
     ) -> Option<Self> {
         (stride != 1 || in_channels != out_channels).then(|| Self {
-            conv: conv(in_channels, out_channels, 1, stride, 1).init(device),
+            conv: conv(in_channels, out_channels, kernel, stride, 1).init(device),
             bn: batch_norm(out_channels, false, device),
         })
     }

@@ -89,6 +89,7 @@ pub(super) fn shared_complexity(
     in_channels: usize,
     out_channels: usize,
     stride: usize,
+    down_kernel: usize,
     input: Size,
     output: Size,
 ) -> Complexity {
@@ -101,7 +102,7 @@ pub(super) fn shared_complexity(
         cost += module.complexity(channels, size);
     }
     if stride != 1 || in_channels != out_channels {
-        cost += conv_bn(in_channels, out_channels, 1, stride, 1, input).0;
+        cost += conv_bn(in_channels, out_channels, down_kernel, stride, 1, input).0;
     }
     cost
 }

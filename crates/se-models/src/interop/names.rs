@@ -23,7 +23,7 @@ impl Layout {
     /// The layout whose architecture `config` reproduces: Cadene for the Caffe stem, else timm.
     pub fn native(config: &ResNetConfig) -> Self {
         match config.stem {
-            Stem::Caffe => Layout::Cadene,
+            Stem::Caffe | Stem::Deep => Layout::Cadene,
             _ => Layout::Timm,
         }
     }
@@ -32,9 +32,9 @@ impl Layout {
     /// key names alone would also match a model that computes something else.
     pub fn check(self, config: &ResNetConfig) -> Result<(), LayoutMismatch> {
         match (self, config.stem) {
-            (Layout::Cadene, Stem::Caffe) => Ok(()),
+            (Layout::Cadene, Stem::Caffe | Stem::Deep) => Ok(()),
             (Layout::Cadene, _) => Err(LayoutMismatch::CadeneNeedsCaffe),
-            (_, Stem::Caffe) => Err(LayoutMismatch::CaffeNeedsCadene { layout: self }),
+            (_, Stem::Caffe | Stem::Deep) => Err(LayoutMismatch::CaffeNeedsCadene { layout: self }),
             (Layout::Torchvision, _) if config.attention.module.is_some() => {
                 Err(LayoutMismatch::TorchvisionHasNoAttention)
             }
@@ -203,7 +203,9 @@ pub fn torch_name(snapshot: &TensorSnapshot, layout: Layout) -> (String, Convers
     }
     if layout == Layout::Cadene {
         match segments[0].as_str() {
-            "conv1" | "bn1" => segments.insert(0, "layer0".into()),
+            "conv1" | "bn1" | "conv2" | "bn2" | "conv3" | "bn3" => {
+                segments.insert(0, "layer0".into())
+            }
             "fc" => segments[0] = "last_linear".into(),
             _ => {}
         }
