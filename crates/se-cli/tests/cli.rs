@@ -740,3 +740,65 @@ fn fine_tunes_pretrained_weights_with_frozen_parts() {
         assert!(!dir.path().join(run).exists(), "{run}");
     }
 }
+
+/// A run killed with SIGKILL and resumed ends as the uninterrupted run with the same seed and
+/// one loader worker: the same weights, bit for bit, and one metrics row per epoch. Killed at
+/// two points: in the middle of an epoch, and the moment an epoch's checkpoint starts to appear
+/// (its other files not yet written, so the resume may have to fall back one epoch).
+#[test]
+fn a_run_killed_and_resumed_ends_as_the_uninterrupted_one() {
+    use burn::backend::Flex;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let args = "train --train-limit 512 --test-limit 64 --epochs 3 --batch-size 32 --workers 1 \
+                --seed 7 --run-dir";
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let output = se(&[&args[..], &["whole"]].concat(), dir.path());
+    assert!(output.status.success(), "{}", text(&output).1);
+    let weights = |run: &str| {
+        let model = se_models::weights::load(
+            se_models::zoo::se_resnet20()
+                .with_in_channels(1)
+                .init::<Flex>(&Default::default()),
+            &dir.path().join(run).join("model.mpk"),
+            &Default::default(),
+        )
+        .unwrap();
+        se_models::interop::export_state_dict(&model, se_models::interop::Layout::Timm)
+    };
+    let metrics = |run: &str| std::fs::read_to_string(dir.path().join(run).join("metrics.csv"));
+
+    for (run, appears, wait_fraction) in [("mid-epoch", 1, 0.5), ("at-checkpoint", 2, 0.0)] {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_se"))
+            .args([&args[..], &[run]].concat())
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let checkpoint = dir
+            .path()
+            .join(run)
+            .join(format!("checkpoint/model-{appears}.mpk"));
+        while !checkpoint.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "{run}: no checkpoint"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Half an epoch later (the epochs take about as long as the time to the first one).
+        std::thread::sleep(started.elapsed().mul_f64(wait_fraction / appears as f64));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(
+            !dir.path().join(run).join("model.mpk").exists(),
+            "{run}: the run ended before the kill"
+        );
+        let output = se(&["train", "--resume", "--run-dir", run], dir.path());
+        assert!(output.status.success(), "{run}: {}", text(&output).1);
+        assert_eq!(metrics(run).unwrap(), metrics("whole").unwrap(), "{run}");
+        assert!(weights(run) == weights("whole"), "{run}: weights differ");
+    }
+}

@@ -235,21 +235,32 @@ pub fn weight_grad(geometry: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         }
     };
     let dw_col_major = match split(g.n) {
-        Split::Images => x
-            .par_chunks(in_image)
-            .zip(dy.par_chunks(out_image))
-            .fold(
-                || vec![0.0; weight_len],
-                |mut dw, (x, dy)| {
-                    with_scratch(|col| image(col, &mut dw, x, dy, Split::Images));
+        // A fixed split of the batch (one run of images per thread) summed in order, so that the
+        // gradient is the same bits on every run: rayon's fold would group the images as work
+        // stealing happens to, and float sums in another order differ in the last bits.
+        Split::Images => {
+            let per_part = g.n.div_ceil(rayon::current_num_threads()).max(1);
+            let parts: Vec<Vec<f32>> = x
+                .par_chunks(per_part * in_image)
+                .zip(dy.par_chunks(per_part * out_image))
+                .map(|(x, dy)| {
+                    let mut dw = vec![0.0; weight_len];
+                    with_scratch(|col| {
+                        for (x, dy) in x.chunks(in_image).zip(dy.chunks(out_image)) {
+                            image(col, &mut dw, x, dy, Split::Images);
+                        }
+                    });
                     dw
-                },
-            )
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            })
-            .unwrap_or_else(|| vec![0.0; weight_len]),
+                })
+                .collect();
+            parts
+                .into_iter()
+                .reduce(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                })
+                .unwrap_or_else(|| vec![0.0; weight_len])
+        }
         within => with_scratch(|col| {
             let mut dw = vec![0.0; weight_len];
             for (x, dy) in x.chunks(in_image).zip(dy.chunks(out_image)) {

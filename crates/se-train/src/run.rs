@@ -101,9 +101,11 @@ impl RunFolder {
         Ok(())
     }
 
-    /// Checks that every file of the epoch's checkpoint (model, optimizer, scheduler) is there
-    /// and decodes to its end, without building anything: a run killed while Burn was writing
-    /// them leaves a torn file.
+    /// Checks that the epoch was committed whole: every file of its checkpoint (model,
+    /// optimizer, scheduler) is there and decodes to its end (a run killed while Burn wrote
+    /// them leaves one missing or torn), and its row is in `metrics.csv` (written after the
+    /// checkpoint: a kill between the two leaves a checkpoint whose epoch the metrics never
+    /// saw). Builds nothing.
     pub fn verify_checkpoint(&self, epoch: usize) -> Result<(), String> {
         use serde::Deserialize;
         for part in CHECKPOINT_PARTS {
@@ -120,6 +122,13 @@ impl RunFolder {
                     bytes.len() - read
                 ));
             }
+        }
+        let rows = read_csv(&self.metrics()).map_err(|e| e.message)?;
+        if !rows.iter().any(|row| row.epoch == epoch) {
+            return Err(format!(
+                "{}: no row for epoch {epoch} (killed between the checkpoint and its metrics)",
+                self.metrics().display()
+            ));
         }
         Ok(())
     }

@@ -128,14 +128,15 @@ pub fn train<B: AutodiffBackend>(
     if let Some((mean, std)) = normalisation(&run, config, start_epoch.is_some(), &info) {
         (info.mean, info.std) = (mean, std);
     }
-    let mut train = limit(train, config.train_limit);
+    let train = limit(train, config.train_limit);
     let mut test = limit(test, config.test_limit);
-    if ranks > 1 {
-        let first_epoch = start_epoch.unwrap_or(0) as u64;
-        train = Arc::new(Shard::new(train, rank, ranks, config.seed, first_epoch));
-        if rank > 0 {
-            test = limit(test, Some(config.batch_size)); // rank 0 validates on the whole set
-        }
+    // The epoch's order comes from the seed and the epoch number (the Shard of rank 0 of 1
+    // when alone), not from Burn's loader, whose shuffle restarts with a resumed run: a run
+    // resumed after a kill then trains on what the uninterrupted run would have.
+    let first_epoch = start_epoch.unwrap_or(0) as u64;
+    let train: ImageDataset = Arc::new(Shard::new(train, rank, ranks, config.seed, first_epoch));
+    if rank > 0 {
+        test = limit(test, Some(config.batch_size)); // rank 0 validates on the whole set
     }
     if let Some(collective) = &collective {
         let data = serde_json::to_string(&info).unwrap_or_default();
@@ -329,7 +330,7 @@ fn start_epoch(
     // A run killed while a checkpoint was written leaves it torn: resume from the one before.
     while let Err(why) = run.verify_checkpoint(epoch) {
         eprintln!(
-            "warning: the checkpoint of epoch {epoch} is unreadable ({why}); it is set aside \
+            "warning: the checkpoint of epoch {epoch} is incomplete ({why}); it is set aside \
              (*.mpk.torn) and the run resumes from the checkpoint before it"
         );
         run.set_aside_checkpoint(epoch)?;
@@ -350,7 +351,8 @@ fn start_epoch(
     Ok(Some(epoch))
 }
 
-/// The training loader (augmented, shuffled, seeded per rank and epoch), the validation loader,
+/// The training loader (augmented, seeded per rank and epoch; shuffled by the [`Shard`] under
+/// it), the validation loader,
 /// and the steps per epoch (each of `devices` reads its own contiguous part of the epoch, and
 /// one step takes a batch from each).
 #[allow(clippy::type_complexity)]
@@ -380,7 +382,6 @@ fn loaders<B: AutodiffBackend>(
         .div_ceil(config.batch_size);
     let train_loader = DataLoaderBuilder::new(batcher.clone())
         .batch_size(config.batch_size)
-        .shuffle(config.seed)
         .num_workers(config.num_workers)
         .set_device(device.clone())
         .build(train_set);

@@ -246,7 +246,8 @@ impl GradientAverager {
     }
 }
 
-/// One rank's share of every epoch: the epoch's images are permuted with a seed shared by all
+/// One rank's share of every epoch (the whole epoch for a run of one process): the epoch's
+/// images are permuted with a seed shared by all
 /// ranks (a new permutation every epoch) and rank `r` of `n` takes positions `r, r + n, ...`.
 /// Every rank gets `len / n` images (the remainder is left out of that epoch), so all ranks take
 /// the same number of steps. Like the augmentation, the epoch is counted per item: the data
