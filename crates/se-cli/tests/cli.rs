@@ -736,7 +736,11 @@ fn fine_tunes_pretrained_weights_with_frozen_parts() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("missing from the checkpoint"), "{stderr}");
     assert!(stderr.contains("layer1.2.conv1.weight"), "{stderr}");
-    for run in ["not-a-prefix", "wrong-model"] {
+    let output = train("--model resnet18 --mean 0.5 --std 0.25", "one-channel-mean");
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("one value per channel"), "{stderr}");
+    for run in ["not-a-prefix", "wrong-model", "one-channel-mean"] {
         assert!(!dir.path().join(run).exists(), "{run}");
     }
 }

@@ -44,6 +44,10 @@ pub struct FineTuneConfig {
     /// Learning rate of everything but the classifier, as a multiple of the scheduled one.
     #[config(default = 1.0)]
     pub body_lr_mult: f64,
+    /// Input normalisation `(mean, std)` per channel, when it is neither the data's own nor the
+    /// one `init` implies (see [`FineTuneConfig::normalisation`]).
+    #[config(default = "None")]
+    pub normalize: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl FineTuneConfig {
@@ -78,6 +82,22 @@ impl FineTuneConfig {
                 "the frozen parts are a prefix of the network, each once: stem, then layer1, ...",
             );
         }
+        if let Some((mean, std)) = &self.normalize {
+            if mean.len() != std.len() || mean.is_empty() {
+                return invalid(
+                    "normalize",
+                    format!("{mean:?} / {std:?}"),
+                    "one mean and one standard deviation per channel",
+                );
+            }
+            if !mean.iter().chain(std).all(|v| v.is_finite()) || std.iter().any(|&s| s <= 0.0) {
+                return invalid(
+                    "normalize",
+                    format!("{mean:?} / {std:?}"),
+                    "finite means and standard deviations above 0",
+                );
+            }
+        }
         if !(self.body_lr_mult.is_finite() && self.body_lr_mult > 0.0) {
             return invalid(
                 "body_lr_mult",
@@ -104,17 +124,36 @@ impl FineTuneConfig {
         Ok(Some(model))
     }
 
-    /// The input normalisation the `init` weights were trained with, where it differs from the
-    /// data's own: a run folder's weights bring its `dataset.json`, anything else (PyTorch
-    /// checkpoints, `se import` output) is taken as trained on ImageNet.
-    pub(crate) fn normalisation(&self, info: &DatasetInfo) -> Option<(Vec<f32>, Vec<f32>)> {
-        let path = self.init.as_deref()?;
+    /// The input normalisation where it differs from the data's own: the one given
+    /// ([`normalize`](Self::normalize), which must have one value per channel), else the one
+    /// the `init` weights were trained with (a run folder's weights bring its `dataset.json`,
+    /// anything else, PyTorch checkpoints and `se import` output, is taken as ImageNet's).
+    pub(crate) fn normalisation(
+        &self,
+        info: &DatasetInfo,
+    ) -> Result<Option<(Vec<f32>, Vec<f32>)>, InvalidTrainConfig> {
+        let differs = |(mean, std): (Vec<f32>, Vec<f32>)| {
+            (mean != info.mean || std != info.std).then_some((mean, std))
+        };
+        if let Some((mean, std)) = &self.normalize {
+            if mean.len() != info.channels {
+                return Err(InvalidTrainConfig {
+                    field: "normalize",
+                    value: format!("{mean:?} / {std:?}"),
+                    rule: "one value per channel of the data's images",
+                });
+            }
+            return Ok(differs((mean.clone(), std.clone())));
+        }
+        let Some(path) = self.init.as_deref() else {
+            return Ok(None);
+        };
         let (mean, std) = match run_dataset_beside(path) {
             Some(origin) => (origin.mean, origin.std),
             None => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
         };
         let fits = mean.len() == info.channels && std.len() == info.channels;
-        (fits && (mean != info.mean || std != info.std)).then_some((mean, std))
+        Ok(if fits { differs((mean, std)) } else { None })
     }
 }
 
@@ -219,6 +258,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_normalisation_given_wins_and_must_fit_the_channels() {
+        let info = DatasetInfo {
+            kind: "folder".into(),
+            channels: 3,
+            image_size: [8, 8],
+            class_names: vec!["a".into()],
+            mean: vec![0.1; 3],
+            std: vec![0.2; 3],
+        };
+        let pytorch = FineTuneConfig::new().with_init(Some("w.pth".into()));
+        let imagenet = (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec());
+        assert_eq!(pytorch.normalisation(&info), Ok(Some(imagenet)));
+        let given = (vec![0.5; 3], vec![0.25; 3]);
+        let config = pytorch.with_normalize(Some(given.clone()));
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.normalisation(&info), Ok(Some(given)));
+        let same =
+            FineTuneConfig::new().with_normalize(Some((info.mean.clone(), info.std.clone())));
+        assert_eq!(same.normalisation(&info), Ok(None));
+        let one = FineTuneConfig::new().with_normalize(Some((vec![0.5], vec![0.25])));
+        assert_eq!(one.normalisation(&info).unwrap_err().field, "normalize");
+        let zero = FineTuneConfig::new().with_normalize(Some((vec![0.5], vec![0.0])));
+        assert_eq!(zero.validate().unwrap_err().field, "normalize");
+    }
 
     #[test]
     fn frozen_parts_are_a_prefix_and_the_multiplier_positive() {

@@ -125,7 +125,7 @@ pub fn train<B: AutodiffBackend>(
         mut info,
         faults,
     } = config.data.load()?;
-    if let Some((mean, std)) = normalisation(&run, config, start_epoch.is_some(), &info) {
+    if let Some((mean, std)) = normalisation(&run, config, start_epoch.is_some(), &info)? {
         (info.mean, info.std) = (mean, std);
     }
     let train = limit(train, config.train_limit);
@@ -273,21 +273,27 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// The input normalisation when it is not the data's own: a resumed run keeps the one it
-/// started with (its `dataset.json`), a fine-tuning run takes its initial weights' (ImageNet
-/// statistics for ImageNet weights). Said in one line.
+/// started with (its `dataset.json`), a fine-tuning run takes the one given or its initial
+/// weights' (ImageNet statistics for ImageNet weights). Said in one line.
 fn normalisation(
     run: &RunFolder,
     config: &TrainConfig,
     resume: bool,
     info: &DatasetInfo,
-) -> Option<(Vec<f32>, Vec<f32>)> {
+) -> Result<Option<(Vec<f32>, Vec<f32>)>, TrainError> {
     if resume {
-        let (_, saved) = run.load_model_info().ok()?;
-        return (saved.channels == info.channels).then_some((saved.mean, saved.std));
+        return Ok(run.load_model_info().ok().and_then(|(_, saved)| {
+            (saved.channels == info.channels).then_some((saved.mean, saved.std))
+        }));
     }
-    let (mean, std) = config.finetune.as_ref()?.normalisation(info)?;
-    eprintln!("input normalised as the initial weights were trained: mean {mean:?}, std {std:?}");
-    Some((mean, std))
+    let Some(finetune) = &config.finetune else {
+        return Ok(None);
+    };
+    let normalisation = finetune.normalisation(info)?;
+    if let Some((mean, std)) = &normalisation {
+        eprintln!("input normalised with mean {mean:?}, std {std:?} (not the data's own)");
+    }
+    Ok(normalisation)
 }
 
 /// Removes what the epochs from `epoch` on left (checkpoints, metrics rows), so that the newest

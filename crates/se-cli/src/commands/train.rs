@@ -221,6 +221,13 @@ pub struct TrainArgs {
     /// Learning rate of everything but the classifier, as a multiple of --lr.
     #[arg(long, default_value_t = FineTuneConfig::new().body_lr_mult)]
     pub body_lr_mult: f64,
+    /// Per-channel mean of the input normalisation, e.g. 0.485,0.456,0.406 [default: the data's,
+    /// or ImageNet's for --init with PyTorch weights, or the --init run's].
+    #[arg(long, value_delimiter = ',', num_args = 1.., requires = "std")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation of the input normalisation (with --mean).
+    #[arg(long, value_delimiter = ',', num_args = 1.., requires = "mean")]
+    pub std: Option<Vec<f32>>,
 }
 
 impl TrainArgs {
@@ -261,7 +268,8 @@ impl TrainArgs {
             .with_layout(self.layout)
             .with_freeze(self.freeze.clone())
             .with_freeze_bn(self.freeze_bn)
-            .with_body_lr_mult(self.body_lr_mult);
+            .with_body_lr_mult(self.body_lr_mult)
+            .with_normalize(self.mean.clone().zip(self.std.clone()));
         if finetune != FineTuneConfig::new() {
             config.finetune = Some(finetune);
         }
@@ -300,6 +308,7 @@ fn flag(field: &str) -> &str {
         "image_size" => "--image-size",
         "freeze" => "--freeze",
         "body_lr_mult" => "--body-lr-mult",
+        "normalize" => "--mean/--std",
         other => other,
     }
 }
