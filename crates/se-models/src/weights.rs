@@ -54,7 +54,11 @@ impl<B: Backend> BurnRecorder<B> for Recorder {
             std::io::ErrorKind::NotFound => RecorderError::FileNotFound(file.display().to_string()),
             _ => RecorderError::Unknown(format!("{}: {e}", file.display())),
         })?;
-        rmp_serde::from_slice(&bytes).map_err(|e| RecorderError::Unknown(e.to_string()))
+        // Burn's record types panic on some malformed values (a parameter id that does not
+        // decode to 8 bytes): a damaged file is an error, not a crash.
+        std::panic::catch_unwind(|| rmp_serde::from_slice(&bytes))
+            .map_err(|_| RecorderError::Unknown(format!("{}: a malformed record", file.display())))?
+            .map_err(|e| RecorderError::Unknown(e.to_string()))
     }
 }
 
