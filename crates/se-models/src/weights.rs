@@ -54,11 +54,7 @@ impl<B: Backend> BurnRecorder<B> for Recorder {
             std::io::ErrorKind::NotFound => RecorderError::FileNotFound(file.display().to_string()),
             _ => RecorderError::Unknown(format!("{}: {e}", file.display())),
         })?;
-        // Burn's record types panic on some malformed values (a parameter id that does not
-        // decode to 8 bytes): a damaged file is an error, not a crash.
-        std::panic::catch_unwind(|| rmp_serde::from_slice(&bytes))
-            .map_err(|_| RecorderError::Unknown(format!("{}: a malformed record", file.display())))?
-            .map_err(|e| RecorderError::Unknown(e.to_string()))
+        rmp_serde::from_slice(&bytes).map_err(|e| RecorderError::Unknown(e.to_string()))
     }
 }
 
@@ -101,9 +97,13 @@ pub(crate) fn load_with_shapes<B: Backend>(
     device: &B::Device,
 ) -> Result<(ResNet<B>, WrongShapes), InteropError> {
     let expected = shapes(&model);
-    let loaded = model
-        .load_file(path.to_path_buf(), &Recorder, device)
-        .map_err(|e| InteropError::read(path, format!("cannot load Burn weights: {e}")))?;
+    // Burn panics while turning some malformed records into a module (a parameter id that does
+    // not decode, `ParamId::deserialize`): a damaged file is an error, not a crash.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model.load_file(path.to_path_buf(), &Recorder, device)
+    }))
+    .map_err(|_| InteropError::read(path, "cannot load Burn weights: a malformed record"))?
+    .map_err(|e| InteropError::read(path, format!("cannot load Burn weights: {e}")))?;
     let wrong_shape = shapes(&loaded)
         .into_iter()
         .filter_map(|(key, found)| {
