@@ -16,15 +16,7 @@ const MODELS: [&str; 6] = [
 
 /// Options: `--seeds N` (3), `--epochs N` (1), `--train-limit N` (2000).
 pub fn run(se: &Path, args: &[String]) -> Result<(), String> {
-    let option = |name: &str, default: usize| -> Result<usize, String> {
-        match args.iter().position(|a| a == name) {
-            Some(i) => args
-                .get(i + 1)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} needs a number")),
-            None => Ok(default),
-        }
-    };
+    let option = |name: &str, default: usize| crate::number_option(args, name, default);
     let (seeds, epochs, limit) = (
         option("--seeds", 3)?,
         option("--epochs", 1)?,

@@ -95,15 +95,7 @@ fn train(se: &Path, run_dir: &Path, args: &[&str]) -> Result<(f64, f64), String>
 
 /// Options: `--pretrain-epochs N` (3), `--epochs N` (15, for each few-shot arm).
 pub fn run(se: &Path, args: &[String]) -> Result<(), String> {
-    let option = |name: &str, default: usize| -> Result<usize, String> {
-        match args.iter().position(|a| a == name) {
-            Some(i) => args
-                .get(i + 1)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} needs a number")),
-            None => Ok(default),
-        }
-    };
+    let option = |name: &str, default: usize| crate::number_option(args, name, default);
     let (pretrain_epochs, epochs) = (option("--pretrain-epochs", 3)?, option("--epochs", 15)?);
     let out = PathBuf::from("target/finetune-table");
     let _ = std::fs::remove_dir_all(&out);

@@ -109,6 +109,17 @@ fn take_backend(args: &mut Vec<String>) -> Result<String, String> {
     Ok(backend)
 }
 
+/// The number after `name` in `args` (`--epochs 3`), or `default` when `name` is absent.
+fn number_option(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} needs a number")),
+        None => Ok(default),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("xtask: {message}");
     ExitCode::FAILURE

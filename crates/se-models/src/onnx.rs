@@ -132,6 +132,11 @@ fn value_info(name: &str, dim: Vec<Dimension>) -> ValueInfoProto {
     }
 }
 
+/// A list of sizes as an `INTS` attribute.
+fn ints(values: &[usize]) -> Attr {
+    Attr::Ints(values.iter().map(|&v| v as i64).collect())
+}
+
 /// An attribute of a node.
 enum Attr {
     Int(i64),
@@ -230,12 +235,45 @@ impl Graph {
         self.weight(name, p.val())
     }
 
+    /// The weight and optional bias of a layer named `name`, as initialisers.
+    fn weight_and_bias<B: Backend, const D: usize>(
+        &mut self,
+        name: &str,
+        weight: &Param<Tensor<B, D>>,
+        bias: &Option<Param<Tensor<B, 1>>>,
+    ) -> (String, Option<String>) {
+        let weight = self.param(&format!("{name}.weight"), weight);
+        let bias = bias
+            .as_ref()
+            .map(|b| self.param(&format!("{name}.bias"), b));
+        (weight, bias)
+    }
+
+    /// A `Conv` node of any dimensionality; `pads` are the begins of every axis, then the ends.
+    fn conv_node(
+        &mut self,
+        x: &str,
+        (weight, bias): (String, Option<String>),
+        [kernel, stride, dilation, pads]: [&[usize]; 4],
+        groups: usize,
+    ) -> String {
+        let mut inputs = vec![x, weight.as_str()];
+        inputs.extend(bias.as_deref());
+        self.node(
+            "Conv",
+            &inputs,
+            vec![
+                ("kernel_shape", ints(kernel)),
+                ("strides", ints(stride)),
+                ("dilations", ints(dilation)),
+                ("pads", ints(pads)),
+                ("group", Attr::Int(groups as i64)),
+            ],
+        )
+    }
+
     fn conv2d<B: Backend>(&mut self, name: &str, conv: &Conv2d<B>, x: &str) -> String {
-        let weight = self.param(&format!("{name}.weight"), &conv.weight);
-        let mut inputs = vec![x.to_string(), weight];
-        if let Some(bias) = &conv.bias {
-            inputs.push(self.param(&format!("{name}.bias"), bias));
-        }
+        let params = self.weight_and_bias(name, &conv.weight, &conv.bias);
         let pads = match conv.padding {
             PaddingConfig2d::Valid => [0; 4],
             PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
@@ -244,44 +282,24 @@ impl Graph {
                 [kh / 2, kw / 2, (kh - 1) / 2, (kw - 1) / 2]
             }
         };
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&v| v as i64).collect());
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        self.node(
-            "Conv",
-            &inputs,
-            vec![
-                ("kernel_shape", ints(&conv.kernel_size)),
-                ("strides", ints(&conv.stride)),
-                ("dilations", ints(&conv.dilation)),
-                ("pads", ints(&pads)),
-                ("group", Attr::Int(conv.groups as i64)),
-            ],
-        )
+        let geometry = [&conv.kernel_size[..], &conv.stride, &conv.dilation, &pads];
+        self.conv_node(x, params, geometry, conv.groups)
     }
 
     fn conv1d<B: Backend>(&mut self, name: &str, conv: &Conv1d<B>, x: &str) -> String {
-        let weight = self.param(&format!("{name}.weight"), &conv.weight);
-        let mut inputs = vec![x.to_string(), weight];
-        if let Some(bias) = &conv.bias {
-            inputs.push(self.param(&format!("{name}.bias"), bias));
-        }
+        let params = self.weight_and_bias(name, &conv.weight, &conv.bias);
         let pads = match conv.padding {
             PaddingConfig1d::Valid => [0, 0],
             PaddingConfig1d::Explicit(left, right) => [left, right],
             PaddingConfig1d::Same => [conv.kernel_size / 2, (conv.kernel_size - 1) / 2],
         };
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        self.node(
-            "Conv",
-            &inputs,
-            vec![
-                ("kernel_shape", Attr::Ints(vec![conv.kernel_size as i64])),
-                ("strides", Attr::Ints(vec![conv.stride as i64])),
-                ("dilations", Attr::Ints(vec![conv.dilation as i64])),
-                ("pads", Attr::Ints(pads.map(|p| p as i64).to_vec())),
-                ("group", Attr::Int(conv.groups as i64)),
-            ],
-        )
+        let geometry = [
+            &[conv.kernel_size][..],
+            &[conv.stride],
+            &[conv.dilation],
+            &pads,
+        ];
+        self.conv_node(x, params, geometry, conv.groups)
     }
 
     fn batch_norm<B: Backend>(&mut self, name: &str, bn: &BatchNorm2d<B>, x: &str) -> String {
@@ -298,13 +316,15 @@ impl Graph {
 
     /// `x · W + b` on `[N, in]` (Burn's weight is `[in, out]`, as Gemm's `B`).
     fn linear<B: Backend>(&mut self, name: &str, linear: &Linear<B>, x: &str) -> String {
-        let weight = self.param(&format!("{name}.weight"), &linear.weight);
-        match &linear.bias {
-            Some(bias) => {
-                let bias = self.param(&format!("{name}.bias"), bias);
-                self.node("Gemm", &[x, &weight, &bias], vec![])
-            }
-            None => self.node("MatMul", &[x, &weight], vec![]),
+        let params = self.weight_and_bias(name, &linear.weight, &linear.bias);
+        self.gemm(x, &params)
+    }
+
+    /// `x · W (+ b)`: `Gemm` with a bias, `MatMul` without.
+    fn gemm(&mut self, x: &str, (weight, bias): &(String, Option<String>)) -> String {
+        match bias {
+            Some(bias) => self.node("Gemm", &[x, weight, bias], vec![]),
+            None => self.node("MatMul", &[x, weight], vec![]),
         }
     }
 
@@ -322,7 +342,6 @@ impl Graph {
     }
 
     fn max_pool(&mut self, pool: &MaxPool2d, x: &str) -> String {
-        let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&v| v as i64).collect());
         let pads = match pool.padding {
             PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
             _ => [0; 4],
@@ -490,26 +509,12 @@ impl Graph {
 
     fn cbam<B: Backend>(&mut self, name: &str, cbam: &Cbam<B>, x: &str) -> String {
         // Channel attention: one MLP (its weights stored once) on the average and the max.
-        let fc1 = self.param(&format!("{name}.fc1.weight"), &cbam.fc1.weight);
-        let fc2 = self.param(&format!("{name}.fc2.weight"), &cbam.fc2.weight);
-        let fc1_bias = cbam
-            .fc1
-            .bias
-            .as_ref()
-            .map(|b| self.param(&format!("{name}.fc1.bias"), b));
-        let fc2_bias = cbam
-            .fc2
-            .bias
-            .as_ref()
-            .map(|b| self.param(&format!("{name}.fc2.bias"), b));
+        let fc1 = self.weight_and_bias(&format!("{name}.fc1"), &cbam.fc1.weight, &cbam.fc1.bias);
+        let fc2 = self.weight_and_bias(&format!("{name}.fc2"), &cbam.fc2.weight, &cbam.fc2.bias);
         let mlp = |graph: &mut Graph, v: &str| {
-            let layer = |graph: &mut Graph, v: &str, w: &str, b: &Option<String>| match b {
-                Some(b) => graph.node("Gemm", &[v, w, b], vec![]),
-                None => graph.node("MatMul", &[v, w], vec![]),
-            };
-            let hidden = layer(graph, v, &fc1, &fc1_bias);
+            let hidden = graph.gemm(v, &fc1);
             let hidden = graph.unary("Relu", &hidden);
-            layer(graph, &hidden, &fc2, &fc2_bias)
+            graph.gemm(&hidden, &fc2)
         };
         let avg = self.pool_planes("GlobalAveragePool", x);
         let max = self.pool_planes("GlobalMaxPool", x);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::optim::{GradientsParams, LearningRate, MultiGradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use se_models::interop::{CheckpointFormat, Layout};
 use se_models::{PARTS, ResNet, ResNetConfig};
 
@@ -110,7 +110,7 @@ impl FineTuneConfig {
 
     /// The network of `config` with the `init` weights (classifier re-created for the data's
     /// classes if needed), or `None` without `init`. Says in one line what it loaded.
-    pub(crate) fn initial_model<B: AutodiffBackend>(
+    pub(crate) fn initial_model<B: Backend>(
         &self,
         config: &ResNetConfig,
         device: &B::Device,
