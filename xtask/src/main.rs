@@ -15,6 +15,7 @@ mod bench;
 mod finetune;
 mod mnist;
 mod readme;
+mod reproduce;
 mod suites;
 
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
             println!("{}", bench::USAGE);
             ExitCode::SUCCESS
         }
+        Some("reproduce") if help => {
+            println!("{}", reproduce::USAGE);
+            ExitCode::SUCCESS
+        }
         Some("test" | "readme" | "data" | "attention-table" | "finetune-table") if help => {
             println!("{}", USAGE);
             ExitCode::SUCCESS
@@ -48,6 +53,12 @@ fn main() -> ExitCode {
         Some("attention-table") => attention_table(&backend, &args[1..]),
         Some("finetune-table") => {
             match build_se(&backend).and_then(|se| finetune::run(&se, &args[1..])) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => fail(&message),
+            }
+        }
+        Some("reproduce") => {
+            match build_se(&backend).and_then(|se| reproduce::run(&se, &backend, &args[1..])) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => fail(&message),
             }
@@ -76,6 +87,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   finetune-table [--pretrain-epochs 3] [--epochs 15]
                                pretrain on the digits 0-4, fine-tune on 5-9 with 20/50/200
                                images per class against training from scratch (docs/finetune.md)
+  [--backend B] reproduce --experiment se-vs-plain|ratio|squeeze|excitation|stages|placement|attention
+                    [--seeds 3] [--epochs 5] [--dataset mnist|cifar10 --data-dir D]
+                               the paper's ablations, each arm with the same seeds and
+                               budget, resumable; table into docs/reproduction.md
+                               (`cargo xtask reproduce --help`)
   [--backend B] bench [--vs-pytorch] [--models a,b] [--repeat N] [--rounds N]
                                throughput, peak memory and SE overhead of models, optionally
                                side by side with PyTorch (bench/pytorch/); results in

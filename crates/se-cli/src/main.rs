@@ -23,6 +23,9 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a trained run: top classes with probabilities.
     Predict(commands::eval::PredictArgs),
+    /// What a trained run's SE modules learned: mean excitations per class (CSV, the paper's
+    /// Fig. 6 and 7 as SVG and PNG, report.md); --ablate-late tests the paper's §6.4.
+    Analyze(commands::analyze::AnalyzeArgs),
     /// Print a model's per-stage parameters and multiply-adds.
     Summary(commands::summary::SummaryArgs),
     /// Measure inference and training throughput (images per second).
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::eval(&args),
         Command::Predict(args) => commands::eval::predict(&args),
+        Command::Analyze(args) => commands::analyze::run(&args),
         Command::Summary(args) => commands::summary::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Models => commands::summary::list_models(),

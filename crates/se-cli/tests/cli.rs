@@ -122,6 +122,80 @@ fn impossible_training_settings_are_refused_before_anything_is_written() {
             "{option} {value} wrote the run folder"
         );
     }
+    // Ablation options that do not fit the model.
+    for (args, message) in [
+        (
+            "--reduction 0",
+            "--reduction needs a ratio of at least 1; the model has SE",
+        ),
+        (
+            "--se-stages 4",
+            "--se-stages [4]: stage numbers from 1 to the number of stages",
+        ),
+        (
+            "--model resnet20 --gate relu",
+            "--gate needs an SE model; the model has no attention",
+        ),
+        (
+            "--model eca_resnet20 --squeeze max",
+            "--squeeze needs an SE model; the model has Eca",
+        ),
+    ] {
+        let mut argv = vec!["train", "--run-dir", "run"];
+        argv.extend(args.split_whitespace());
+        let output = se(&argv, dir.path());
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{args}: {stderr}");
+        assert!(stderr.contains(message), "{args}: {stderr}");
+        assert!(
+            !dir.path().join("run").exists(),
+            "{args} wrote the run folder"
+        );
+    }
+}
+
+/// The paper's ablations are options of `se train`: the run's model.json records them, and
+/// summary.json the parameters, multiply-adds and throughput of what was trained.
+#[test]
+fn ablation_options_change_the_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = "train --epochs 1 --train-limit 256 --test-limit 64 --batch-size 32 --workers 1 \
+                --squeeze none --gate tanh --reduction 4 --se-stages 2,3 --placement pre \
+                --run-dir run";
+    let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/model.json")).unwrap())
+            .unwrap();
+    assert_eq!(model["attention_stages"], serde_json::json!([2, 3]));
+    assert_eq!(model["attention"]["placement"], "Pre");
+    let module = &model["attention"]["module"]["Se"];
+    assert_eq!(
+        (module["squeeze"].as_str(), module["gate"].as_str()),
+        (Some("None"), Some("Tanh"))
+    );
+    assert_eq!(module["reduction"], 4.0);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap(),
+    )
+    .unwrap();
+    // The plain ResNet-20 for 1x28x28 digits plus SE-PRE over each block's input channels,
+    // r = 4: stage 2 sees 16 then 32, 32 channels, stage 3 sees 32 then 64, 64.
+    let plain = se_models::config("resnet20")
+        .unwrap()
+        .with_in_channels(1)
+        .with_num_classes(10)
+        .total_complexity([28, 28])
+        .params;
+    let se_params = |c: usize| 2 * c * (c / 4) + c / 4 + c;
+    let expected = plain + se_params(16) + 2 * se_params(32) + se_params(32) + 2 * se_params(64);
+    assert_eq!(summary["parameters"].as_u64(), Some(expected as u64));
+    assert!(summary["macs"].as_u64().unwrap() > 0);
+    assert!(summary["train_images_per_second"].as_f64().unwrap() > 0.0);
+    // Evaluation rebuilds the same variant from model.json.
+    let output = se(&["eval", "--run-dir", "run"], dir.path());
+    assert!(output.status.success(), "{}", text(&output).1);
 }
 
 /// A learning rate that makes the loss explode: the run stops at the first non-finite loss,
@@ -170,6 +244,45 @@ fn train_then_eval_and_predict_digits() {
         "{stdout}"
     );
     assert!(stdout.contains("confusion matrix"), "{stdout}");
+
+    // What the excitations learned, with the last stage's replaced by constants.
+    let output = se(
+        &[
+            "analyze",
+            "--run-dir",
+            "run",
+            "--ablate-late",
+            "--classes",
+            "3,7",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for file in [
+        "excitations.csv",
+        "fig6.svg",
+        "fig6.png",
+        "fig7.svg",
+        "fig7.png",
+        "report.md",
+    ] {
+        assert!(
+            dir.path().join("run/analysis").join(file).is_file(),
+            "{file}"
+        );
+    }
+    assert!(stdout.contains("| layer3.2.se | 3 | 64 |"), "{stdout}");
+    assert!(stdout.contains("| constant excitations |"), "{stdout}");
+    let fig7 = std::fs::read_to_string(dir.path().join("run/analysis/fig7.svg")).unwrap();
+    assert!(fig7.contains("3 (median, quartiles)") && fig7.contains("7 (median, quartiles)"));
+    let output = se(
+        &["analyze", "--run-dir", "run", "--classes", "3,x"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--classes: no class `x`"), "{stderr}");
 
     // Five held-out digits as PNG files; this short run (about 89% test accuracy) must get at
     // least three right.

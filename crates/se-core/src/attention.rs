@@ -20,7 +20,7 @@ use burn::tensor::backend::Backend;
 
 use crate::complexity::{Complexity, Size, linear};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig, scale_planes};
-use crate::squeeze_excitation::{SqueezeExcitation, SqueezeExcitationConfig, make_divisible};
+use crate::squeeze_excitation::{Hook, SqueezeExcitation, SqueezeExcitationConfig, make_divisible};
 
 /// Global average and max over the spatial positions: two `[N, C]` descriptors.
 fn pooled<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>) {
@@ -365,6 +365,15 @@ impl<B: Backend> Attention<B> {
             Attention::Sse(module) => module.forward(x),
             Attention::Scse(module) => module.forward(x),
             Attention::Cbam(module) => module.forward(x),
+        }
+    }
+
+    /// [`forward`](Self::forward), showing an SE module's channel weights to `hook` (the other
+    /// modules, whose weights are not one per channel, run as they are).
+    pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
+        match self {
+            Attention::Se(module) => module.forward_hooked(x, hook),
+            _ => self.forward(x),
         }
     }
 

@@ -57,5 +57,5 @@ pub use complexity::Complexity;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use params::trainable_params;
 pub use squeeze_excitation::{
-    Gate, Squeeze, SqueezeExcitation, SqueezeExcitationConfig, make_divisible,
+    ExcitationHook, Gate, Hook, Squeeze, SqueezeExcitation, SqueezeExcitationConfig, make_divisible,
 };

@@ -1,6 +1,11 @@
 //! The Squeeze-and-Excitation module (Hu, Shen, Sun, CVPR 2018, Fig. 1).
 //!
 //! `x → squeeze (global pool, [N, C]) → excitation (FC C→C/r, ReLU, FC C/r→C, gate) → scale x`.
+//!
+//! The paper's ablations are options of the one module: the squeeze operator (avg, max, or none:
+//! §6.3's NoSqueeze), the gate (sigmoid, ReLU, tanh) and the reduction ratio. An
+//! [`ExcitationHook`] sees (and may replace) the channel weights as a network runs, for the
+//! analysis of §6.4.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -19,6 +24,10 @@ pub enum Squeeze {
     Avg,
     /// Global max pooling (the paper's Table 11 ablation).
     Max,
+    /// No pooling (the paper's NoSqueeze, §6.3): the two FC layers act on every position as
+    /// 1x1 convolutions with the same channel counts, so the excitation keeps the input's
+    /// spatial size and each position gets its own channel weights.
+    None,
 }
 
 /// The gating function that turns the excitation logits into channel weights.
@@ -30,6 +39,8 @@ pub enum Gate {
     HardSigmoid,
     /// `tanh(x)`; weights in (-1, 1) (the paper's Table 12 ablation).
     Tanh,
+    /// `max(x, 0)`; unbounded weights (the paper's Table 12 ablation).
+    Relu,
 }
 
 impl Gate {
@@ -39,6 +50,7 @@ impl Gate {
             Gate::Sigmoid => sigmoid(x),
             Gate::HardSigmoid => x.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0),
             Gate::Tanh => tanh(x),
+            Gate::Relu => relu(x),
         }
     }
 }
@@ -110,15 +122,21 @@ impl SqueezeExcitationConfig {
         )
     }
 
-    /// Cost of a module over a `channels x size` feature map: the two FC layers, plus one operation
-    /// per element for the pooling and one for the scaling.
+    /// Cost of a module over a `channels x size` feature map: the two FC layers (once, or at every
+    /// position without a squeeze), plus one operation per element for the pooling and one for
+    /// the scaling.
     pub fn complexity(&self, channels: usize, size: Size) -> Complexity {
         let hidden = self.hidden_channels(channels);
+        let positions = size[0] * size[1];
         let elementwise = Complexity {
             params: 0,
-            macs: (2 * channels * size[0] * size[1]) as u64,
+            macs: (2 * channels * positions) as u64,
         };
-        linear(channels, hidden, self.bias) + linear(hidden, channels, self.bias) + elementwise
+        let mut fcs = linear(channels, hidden, self.bias) + linear(hidden, channels, self.bias);
+        if self.squeeze == Squeeze::None {
+            fcs.macs *= positions as u64;
+        }
+        fcs + elementwise
     }
 
     /// Builds the module for `channels` input (and output) channels.
@@ -155,7 +173,8 @@ pub struct SqueezeExcitation<B: Backend> {
 }
 
 impl<B: Backend> SqueezeExcitation<B> {
-    /// Squeeze: one descriptor per channel.
+    /// Squeeze: one descriptor per channel (for [`Squeeze::None`], the plane means, which
+    /// is what [`excitation`](Self::excitation) reports for that variant).
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]`
@@ -164,19 +183,28 @@ impl<B: Backend> SqueezeExcitation<B> {
         let [n, c, h, w] = x.dims();
         let flat = x.reshape([n, c, h * w]);
         let pooled = match self.squeeze {
-            Squeeze::Avg => flat.mean_dim(2),
+            Squeeze::Avg | Squeeze::None => flat.mean_dim(2),
             Squeeze::Max => flat.max_dim(2),
         };
         pooled.reshape([n, c])
     }
 
-    /// The channel weights alone (squeeze then excitation), for analysis and tests.
+    /// The channel weights alone (squeeze then excitation), for analysis and tests. Without a
+    /// squeeze the weights differ per position; this is their mean over the positions.
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C]`
     pub fn excitation(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.excite(self.squeeze(x))
+        match self.squeeze {
+            Squeeze::None => {
+                let [n, c, _, _] = x.dims();
+                let map = self.excitation_map(x);
+                let [_, _, h, w] = map.dims();
+                map.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+            }
+            _ => self.excite(self.squeeze(x)),
+        }
     }
 
     /// Excitation alone, from squeezed descriptors `[N, C]` to channel weights `[N, C]`.
@@ -185,21 +213,66 @@ impl<B: Backend> SqueezeExcitation<B> {
         self.gate.apply(self.fc2.forward(hidden))
     }
 
-    /// Scales each channel of `x` by its excitation weight.
+    /// [`excite`](Self::excite), shown to `hook` (which may replace the weights) when there is one.
+    pub fn excite_hooked(&self, squeezed: Tensor<B, 2>, hook: Hook<'_, B>) -> Tensor<B, 2> {
+        let weights = self.excite(squeezed);
+        match hook {
+            Some(hook) => hook.excitation(weights),
+            None => weights,
+        }
+    }
+
+    /// The NoSqueeze excitation: the FC layers applied at every position (as 1x1 convolutions).
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C, H, W]`
+    /// - output: `[N, C, H, W]`
+    fn excitation_map(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let channels_last = x.permute([0, 2, 3, 1]);
+        let hidden = relu(self.fc1.forward(channels_last));
+        self.gate
+            .apply(self.fc2.forward(hidden))
+            .permute([0, 3, 1, 2])
+    }
+
+    /// Scales each channel of `x` by its excitation weight (each element by its own weight
+    /// without a squeeze).
     ///
     /// # Shapes
     /// - `x`: `[N, C, H, W]`
     /// - output: `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let weights = self.excitation(x.clone());
+        self.forward_hooked(x, None)
+    }
+
+    /// [`forward`](Self::forward) with the channel weights shown to `hook` (not for
+    /// [`Squeeze::None`], whose weights are per position).
+    pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
+        if self.squeeze == Squeeze::None {
+            let map = self.excitation_map(x.clone());
+            return x * map;
+        }
+        let weights = self.excite_hooked(self.squeeze(x.clone()), hook);
         scale_planes(x, weights, None)
     }
 }
 
+/// Sees, and may replace, the channel weights `[N, C]` of each SE module a forward pass runs
+/// through, in the order they run: the excitation analysis (§6.4) records them, its ablation
+/// replaces a stage's weights by constants. See `ResNet::forward_hooked` in `se-models`.
+pub trait ExcitationHook<B: Backend> {
+    /// Called once per SE module and forward pass with that module's weights; returns the
+    /// weights the module applies.
+    fn excitation(&mut self, weights: Tensor<B, 2>) -> Tensor<B, 2>;
+}
+
+/// An optional [`ExcitationHook`], as the blocks pass it down.
+pub type Hook<'a, B> = Option<&'a mut dyn ExcitationHook<B>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend, assert_close, tensor};
+    use crate::test_util::{TestBackend, assert_close, tensor, values};
     use burn::module::Param;
     use burn::tensor::TensorData;
 
@@ -280,6 +353,52 @@ mod tests {
             module(Squeeze::Max, Gate::Tanh).excitation(input()),
             &[0.4011343, 0.3583574, -0.2913126, 0.9216686],
         );
+    }
+
+    #[test]
+    fn the_relu_gate_passes_positive_logits_and_blocks_negative_ones() {
+        // Average squeeze logits [0.7, -0.6, 1.3, 0.2] (above).
+        let weights = module(Squeeze::Avg, Gate::Relu).excitation(input());
+        assert_close(weights, &[0.7, 0.0, 1.3, 0.2]);
+    }
+
+    /// NoSqueeze (§6.3): the FCs run at every position as 1x1 convolutions, so each element is
+    /// scaled by a weight from its own position's channel vector.
+    #[test]
+    fn no_squeeze_excites_every_position_on_its_own() {
+        let se = module(Squeeze::None, Gate::Relu);
+        // Position (0, 0) has the channel vector [1, -1, 0, 2]:
+        // hidden = relu([1, -1, 0, 2]·fc1 + b1) = relu([1.3, -2.3]) = [1.3, 0];
+        // logits = 1.3 * [0.5, -0.5, 1, 0] + b2 = [0.65, -0.55, 1.2, 0.2]; relu → [0.65, 0, 1.2, 0.2].
+        let out = se.forward(input());
+        assert_eq!(out.dims(), [1, 4, 2, 2]);
+        let out = values(out);
+        let at_origin = [out[0], out[4], out[8], out[12]];
+        assert_close(
+            Tensor::<TestBackend, 1>::from_floats(at_origin, &Default::default()),
+            &[0.65 * 1.0, 0.0, 1.2 * 0.0, 0.2 * 2.0],
+        );
+        // Each position on its own: the 1x1-conv reading equals the SE of a 1x1 map there.
+        let device = Default::default();
+        for (position, [a, b, c, d]) in [
+            (0usize, [1.0f32, -1.0, 0.0, 2.0]),
+            (3, [4.0, 2.0, 4.0, 2.0]),
+        ] {
+            let pixel =
+                Tensor::<TestBackend, 1>::from_floats([a, b, c, d], &device).reshape([1, 4, 1, 1]);
+            let expected = values(module(Squeeze::Avg, Gate::Relu).forward(pixel));
+            let got: Vec<f32> = (0..4).map(|ch| out[ch * 4 + position]).collect();
+            assert_close(
+                Tensor::<TestBackend, 1>::from_floats(got.as_slice(), &device),
+                &expected,
+            );
+        }
+        // Same parameters as the squeezed module; the FC cost is paid at every position.
+        let config = SqueezeExcitationConfig::paper(2).with_squeeze(Squeeze::None);
+        let squeezed = SqueezeExcitationConfig::paper(2).complexity(4, [2, 2]);
+        let cost = config.complexity(4, [2, 2]);
+        assert_eq!(cost.params, squeezed.params);
+        assert_eq!(cost.macs, 4 * (4 * 2 + 2 * 4) + 2 * 4 * 4);
     }
 
     #[test]

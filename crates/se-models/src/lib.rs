@@ -31,11 +31,13 @@ pub mod interop;
 pub mod onnx;
 mod pretrained;
 pub mod resnet;
+pub mod variant;
 pub mod weights;
 pub mod zoo;
 
 pub use pretrained::{PretrainedReport, pretrained};
 pub use resnet::{
-    BlockKind, InvalidModelConfig, PARTS, ResNet, ResNetConfig, StageComplexity, Stem,
+    BlockKind, InvalidModelConfig, PARTS, ResNet, ResNetConfig, SeModuleInfo, StageComplexity, Stem,
 };
+pub use variant::{AttentionVariant, VariantMismatch};
 pub use zoo::{Family, MODELS, ModelEntry, UnknownModel, config, known_names, lookup};

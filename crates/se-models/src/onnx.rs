@@ -462,25 +462,68 @@ impl Graph {
         let op = match se.squeeze {
             Squeeze::Avg => "GlobalAveragePool",
             Squeeze::Max => "GlobalMaxPool",
+            Squeeze::None => return self.no_squeeze_excitation(name, se, x),
         };
         let squeezed = self.pool_planes(op, x);
         let hidden = self.linear(&format!("{name}.fc1"), &se.fc1, &squeezed);
         let hidden = self.unary("Relu", &hidden);
         let logits = self.linear(&format!("{name}.fc2"), &se.fc2, &hidden);
-        let weights = match se.gate {
-            Gate::Sigmoid => self.unary("Sigmoid", &logits),
-            Gate::Tanh => self.unary("Tanh", &logits),
+        let weights = self.gate(se.gate, &logits);
+        self.scale_channels(x, &weights)
+    }
+
+    /// NoSqueeze: the FC layers at every position, on the map turned channels-last.
+    fn no_squeeze_excitation<B: Backend>(
+        &mut self,
+        name: &str,
+        se: &SqueezeExcitation<B>,
+        x: &str,
+    ) -> String {
+        let channels_last = self.transpose(x, &[0, 2, 3, 1]);
+        let hidden = self.linear_per_position(&format!("{name}.fc1"), &se.fc1, &channels_last);
+        let hidden = self.unary("Relu", &hidden);
+        let logits = self.linear_per_position(&format!("{name}.fc2"), &se.fc2, &hidden);
+        let weights = self.gate(se.gate, &logits);
+        let weights = self.transpose(&weights, &[0, 3, 1, 2]);
+        self.binary("Mul", x, &weights)
+    }
+
+    /// `x · W (+ b)` over the last axis of a tensor of any rank (`MatMul` broadcasts, `Gemm`
+    /// does not).
+    fn linear_per_position<B: Backend>(
+        &mut self,
+        name: &str,
+        linear: &Linear<B>,
+        x: &str,
+    ) -> String {
+        let (weight, bias) = self.weight_and_bias(name, &linear.weight, &linear.bias);
+        let product = self.binary("MatMul", x, &weight);
+        match bias {
+            Some(bias) => self.binary("Add", &product, &bias),
+            None => product,
+        }
+    }
+
+    fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
+        self.node("Transpose", &[x], vec![("perm", Attr::Ints(perm.to_vec()))])
+    }
+
+    /// The excitation's gate on `logits`.
+    fn gate(&mut self, gate: Gate, logits: &str) -> String {
+        match gate {
+            Gate::Sigmoid => self.unary("Sigmoid", logits),
+            Gate::Tanh => self.unary("Tanh", logits),
+            Gate::Relu => self.unary("Relu", logits),
             // relu6(x + 3) / 6 = clamp(x / 6 + 1/2, 0, 1)
             Gate::HardSigmoid => self.node(
                 "HardSigmoid",
-                &[&logits],
+                &[logits],
                 vec![
                     ("alpha", Attr::Float(1.0 / 6.0)),
                     ("beta", Attr::Float(0.5)),
                 ],
             ),
-        };
-        self.scale_channels(x, &weights)
+        }
     }
 
     fn eca<B: Backend>(&mut self, name: &str, eca: &Eca<B>, x: &str) -> String {

@@ -93,12 +93,15 @@ pub fn pretrained<B: Backend>(
         (model, Some(layout))
     } else {
         let model = config.clone().with_num_classes(num_classes).init(device);
-        let (model, wrong_shape) = weights::load_with_shapes(model, path, device)?;
-        let (head, body): (Vec<_>, Vec<_>) = wrong_shape
+        let (model, found) = weights::load_with_shapes(model, path, device)?;
+        // The classifier's shape may differ (it is re-created below); nothing else may.
+        let (head, body): (Vec<_>, Vec<_>) = found
+            .wrong_shape
             .into_iter()
             .partition(|(key, ..)| key.starts_with("fc."));
-        if !body.is_empty() {
+        if !body.is_empty() || !found.missing.is_empty() {
             return Err(mismatch(Mismatch {
+                missing: found.missing,
                 wrong_shape: body.into_iter().chain(head).collect(),
                 ..Mismatch::default()
             }));

@@ -12,8 +12,8 @@ use burn::tensor::backend::Backend;
 use se_core::block::{conv, conv_forward};
 use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
 use se_core::{
-    BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig, BottleneckConfig,
-    ResidualBlock,
+    Attention, BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig,
+    BottleneckConfig, ExcitationHook, ResidualBlock, Squeeze, SqueezeExcitation,
 };
 
 /// The stem that turns the input image into the first stage's feature map.
@@ -105,6 +105,10 @@ pub struct ResNetConfig {
     /// SE module and placement of every block.
     #[config(default = "BlockAttentionConfig::new()")]
     pub attention: BlockAttentionConfig,
+    /// The stages (1 to 4) whose blocks carry `attention`; `None` is every stage (the paper's
+    /// Table 13 puts SE in one stage at a time).
+    #[config(default = "None")]
+    pub attention_stages: Option<Vec<usize>>,
     /// Channels of the input image (3 for RGB, 1 for MNIST).
     #[config(default = 3)]
     pub in_channels: usize,
@@ -222,6 +226,15 @@ impl ResNetConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return invalid("dropout", &self.dropout, "a probability in [0, 1)");
         }
+        if let Some(stages) = &self.attention_stages
+            && stages.iter().any(|&s| s == 0 || s > self.layers.len())
+        {
+            return invalid(
+                "attention_stages",
+                stages,
+                "stage numbers from 1 to the number of stages",
+            );
+        }
         Ok(())
     }
 
@@ -297,6 +310,15 @@ impl ResNetConfig {
             .map_or(self.stem_width, |w| w * self.block.expansion())
     }
 
+    /// The attention of the blocks of `stage` (1 to 4): `attention`, or none where
+    /// `attention_stages` leaves the stage out.
+    fn stage_attention(&self, stage: usize) -> BlockAttentionConfig {
+        match &self.attention_stages {
+            Some(stages) if !stages.contains(&stage) => BlockAttentionConfig::new(),
+            _ => self.attention.clone(),
+        }
+    }
+
     /// Block configurations, stage by stage: the first block of every stage but the first has
     /// stride 2.
     fn block_specs(&self) -> Vec<Vec<BlockSpec>> {
@@ -308,6 +330,7 @@ impl ResNetConfig {
         let mut in_channels = self.stem_width;
         let mut stages = Vec::with_capacity(self.layers.len());
         for (stage, (&blocks, &planes)) in self.layers.iter().zip(&self.widths).enumerate() {
+            let attention = self.stage_attention(stage + 1);
             let mut specs = Vec::with_capacity(blocks);
             for index in 0..blocks {
                 let stride = if stage > 0 && index == 0 { 2 } else { 1 };
@@ -315,7 +338,7 @@ impl ResNetConfig {
                     BlockKind::Basic => BlockSpec::Basic(
                         BasicBlockConfig::new(in_channels, planes)
                             .with_stride(stride)
-                            .with_attention(self.attention.clone())
+                            .with_attention(attention.clone())
                             .with_zero_init_last(self.zero_init_last),
                     ),
                     BlockKind::Bottleneck => BlockSpec::Bottleneck(
@@ -329,7 +352,7 @@ impl ResNetConfig {
                                 0 => 1,
                                 _ => self.down_kernel_size.unwrap_or(1),
                             })
-                            .with_attention(self.attention.clone())
+                            .with_attention(attention.clone())
                             .with_zero_init_last(self.zero_init_last),
                     ),
                 });
@@ -475,6 +498,17 @@ pub struct ResNet<B: Backend> {
     pub fc: Linear<B>,
 }
 
+/// An SE module of a [`ResNet`], as [`ResNet::se_modules`] lists them.
+#[derive(Debug)]
+pub struct SeModuleInfo<'a, B: Backend> {
+    /// State-dict name, e.g. `layer3.1.se`.
+    pub name: String,
+    /// Stage, 1 to 4.
+    pub stage: usize,
+    /// The module.
+    pub module: &'a SqueezeExcitation<B>,
+}
+
 /// The parts of a [`ResNet`] in the order the input flows through them, by the names of their
 /// module fields (`stem` is `conv1`, `bn1` and the max pool): what `--freeze` names.
 pub const PARTS: [&str; 6] = ["stem", "layer1", "layer2", "layer3", "layer4", "fc"];
@@ -497,7 +531,7 @@ impl<B: Backend> ResNet<B> {
     /// - `x`: the input of part `parts.start`
     /// - output: the output of part `parts.end - 1`
     pub fn forward_parts(&self, x: Tensor<B, 4>, parts: std::ops::Range<usize>) -> Tensor<B, 4> {
-        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        let stages = self.stages();
         let mut x = x;
         for part in parts.clone().filter(|&part| part < 5) {
             x = match part {
@@ -519,6 +553,51 @@ impl<B: Backend> ResNet<B> {
             };
         }
         x
+    }
+
+    /// Class logits, with the channel weights of every SE module shown to `hook` in the order
+    /// the input meets them, which is the order of [`se_modules`](Self::se_modules): the
+    /// excitation analysis records them there, and its ablation replaces some.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]`
+    /// - output: `[N, num_classes]`
+    pub fn forward_hooked(
+        &self,
+        x: Tensor<B, 4>,
+        hook: &mut dyn ExcitationHook<B>,
+    ) -> Tensor<B, 2> {
+        let x = self.forward_parts(x, 0..1);
+        let x = self
+            .stages()
+            .into_iter()
+            .flatten()
+            .fold(x, |x, block| block.forward_hooked(x, Some(&mut *hook)));
+        self.head(x)
+    }
+
+    fn stages(&self) -> [&Vec<ResidualBlock<B>>; 4] {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+    }
+
+    /// The SE modules an [`ExcitationHook`] sees (those with a squeeze), in the order it sees
+    /// them, by their state-dict names (`layer3.1.se`) with their stage (1 to 4).
+    pub fn se_modules(&self) -> Vec<SeModuleInfo<'_, B>> {
+        let mut modules = Vec::new();
+        for (stage, blocks) in self.stages().into_iter().enumerate() {
+            for (index, block) in blocks.iter().enumerate() {
+                if let Some(Attention::Se(se)) = block.attention()
+                    && se.squeeze != Squeeze::None
+                {
+                    modules.push(SeModuleInfo {
+                        name: format!("layer{}.{index}.se", stage + 1),
+                        stage: stage + 1,
+                        module: se,
+                    });
+                }
+            }
+        }
+        modules
     }
 
     /// The pooled embedding: the global average of the last feature map, whatever its size.

@@ -64,38 +64,35 @@ impl<B: Backend> FileRecorder<B> for Recorder {
     }
 }
 
-/// Loads `path` into `model` (which fixes the architecture), strictly: a parameter the file
-/// lacks is Burn's decoding error, and a parameter whose shape differs from the model's is a
-/// [`InteropError::Mismatch`] listing every such key (Burn's recorder would take it as is).
+/// Loads `path` into `model` (which fixes the architecture), strictly, as PyTorch's
+/// `load_state_dict(strict=True)`: a parameter the file lacks (Burn's recorder would drop an
+/// optional module such as an SE, or fail to decode) and a parameter whose shape differs from
+/// the model's (Burn's recorder would take it as is) are an [`InteropError::Mismatch`] listing
+/// every such key.
 pub fn load<B: Backend>(
     model: ResNet<B>,
     path: &Path,
     device: &B::Device,
 ) -> Result<ResNet<B>, InteropError> {
-    let (loaded, wrong_shape) = load_with_shapes(model, path, device)?;
-    if wrong_shape.is_empty() {
+    let (loaded, mismatch) = load_with_shapes(model, path, device)?;
+    if mismatch.is_empty() {
         Ok(loaded)
     } else {
         Err(InteropError::Mismatch {
             path: path.to_path_buf(),
-            mismatch: Mismatch {
-                wrong_shape,
-                ..Mismatch::default()
-            },
+            mismatch,
         })
     }
 }
 
-/// `(key, file shape, model shape)` of every parameter whose shape differs.
-pub(crate) type WrongShapes = Vec<(String, Vec<usize>, Vec<usize>)>;
-
 /// Loads `path` into `model` as Burn's recorder does (every tensor as the file has it) and
-/// lists the parameters whose shape differs from `model`'s: `(key, file shape, model shape)`.
+/// lists what does not fit `model`: the parameters the file lacks (`missing`, with the model's
+/// shape) and those whose shape differs (`wrong_shape`: key, file shape, model shape).
 pub(crate) fn load_with_shapes<B: Backend>(
     model: ResNet<B>,
     path: &Path,
     device: &B::Device,
-) -> Result<(ResNet<B>, WrongShapes), InteropError> {
+) -> Result<(ResNet<B>, Mismatch), InteropError> {
     let expected = shapes(&model);
     // Burn panics while turning some malformed records into a module (a parameter id that does
     // not decode, `ParamId::deserialize`): a damaged file is an error, not a crash.
@@ -104,14 +101,23 @@ pub(crate) fn load_with_shapes<B: Backend>(
     }))
     .map_err(|_| InteropError::read(path, "cannot load Burn weights: a malformed record"))?
     .map_err(|e| InteropError::read(path, format!("cannot load Burn weights: {e}")))?;
-    let wrong_shape = shapes(&loaded)
-        .into_iter()
-        .filter_map(|(key, found)| {
-            let wanted = expected.get(&key)?;
-            (*wanted != found).then(|| (key, found, wanted.clone()))
-        })
-        .collect();
-    Ok((loaded, wrong_shape))
+    let found = shapes(&loaded);
+    let mismatch = Mismatch {
+        missing: expected
+            .iter()
+            .filter(|(key, _)| !found.contains_key(*key))
+            .map(|(key, shape)| (key.clone(), shape.clone()))
+            .collect(),
+        wrong_shape: found
+            .into_iter()
+            .filter_map(|(key, found)| {
+                let wanted = expected.get(&key)?;
+                (*wanted != found).then(|| (key, found, wanted.clone()))
+            })
+            .collect(),
+        ..Mismatch::default()
+    };
+    Ok((loaded, mismatch))
 }
 
 /// Every parameter's shape, by its path in the module tree.
@@ -165,5 +171,34 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["burns.mpk", "ours.mpk"]);
+    }
+
+    /// A file without the SE modules (a plain ResNet's) does not load into an SE-ResNet: Burn's
+    /// recorder would silently drop the SE modules; here every missing parameter is listed.
+    #[test]
+    fn a_file_lacking_modules_the_model_has_is_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Default::default();
+        let plain = crate::zoo::resnet20().init::<Flex>(&device);
+        save(plain, &dir.path().join("plain")).unwrap();
+        let se = crate::zoo::se_resnet20().init::<Flex>(&device);
+        let error = load(se, &dir.path().join("plain.mpk"), &device).unwrap_err();
+        let InteropError::Mismatch { mismatch, .. } = &error else {
+            panic!("{error}");
+        };
+        // Nine blocks, each with fc1 and fc2 weight and bias.
+        assert_eq!(mismatch.missing.len(), 9 * 4, "{error}");
+        assert!(
+            mismatch
+                .missing
+                .contains(&("layer1.0.Basic.se.Se.fc1.weight".to_string(), vec![16, 1])),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("missing from the checkpoint (36)"),
+            "{error}"
+        );
     }
 }

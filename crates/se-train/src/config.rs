@@ -8,6 +8,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::cifar::Cifar;
 use crate::data::{DataError, DataSplits, cifar, folder, mnist};
 use crate::finetune::FineTuneConfig;
+use se_models::AttentionVariant;
 
 /// Where the images come from.
 #[derive(Config, Debug, PartialEq)]
@@ -152,9 +153,30 @@ pub struct TrainConfig {
     /// Pretrained weights, frozen parts, body learning rate (`None`: from scratch, all trained).
     #[config(default = "None")]
     pub finetune: Option<FineTuneConfig>,
+    /// Changes to the model's attention for an ablation (`None`: the model as registered).
+    #[config(default = "None")]
+    pub variant: Option<AttentionVariant>,
 }
 
 impl TrainConfig {
+    /// The network this run trains, for `channels`-channel images of `classes` classes: the
+    /// registered model with the run's variant applied.
+    pub fn model_config(
+        &self,
+        channels: usize,
+        classes: usize,
+    ) -> Result<se_models::ResNetConfig, crate::TrainError> {
+        let config = se_models::config(&self.model)?
+            .with_in_channels(channels)
+            .with_num_classes(classes);
+        let config = match &self.variant {
+            Some(variant) => variant.apply(config)?,
+            None => config,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The augmentation in force.
     pub fn augmentation(&self) -> AugmentConfig {
         self.augment

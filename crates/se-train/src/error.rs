@@ -25,6 +25,9 @@ pub enum TrainError {
     /// A model configuration that cannot build a network, or does not take the data's images.
     #[error(transparent)]
     ModelConfig(#[from] se_models::InvalidModelConfig),
+    /// An ablation variant that does not fit the model.
+    #[error("model variant: {0}")]
+    Variant(#[from] se_models::VariantMismatch),
     /// The data's images are smaller than the model takes.
     #[error(
         "the images are {}x{}; {model} needs at least {min_size}x{min_size}",

@@ -6,6 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use se_core::ExcitationHook;
 use se_models::ResNet;
 
 use crate::data::augment::{AugmentedDataset, Transform};
@@ -54,6 +55,13 @@ impl EvalReport {
     }
 }
 
+/// An [`ExcitationHook`] that is told each batch's labels before the batch runs (what the
+/// excitation analysis needs to attribute the weights to classes).
+pub trait BatchHook<B: Backend>: ExcitationHook<B> {
+    /// Called before each batch with its labels.
+    fn begin_batch(&mut self, labels: &[usize]);
+}
+
 /// Runs `model` over `dataset` (resized and normalised as `info` says) in batches.
 pub fn evaluate<B: Backend>(
     model: &ResNet<B>,
@@ -61,6 +69,18 @@ pub fn evaluate<B: Backend>(
     info: &DatasetInfo,
     batch_size: usize,
     device: &B::Device,
+) -> EvalReport {
+    evaluate_hooked(model, dataset, info, batch_size, device, None)
+}
+
+/// [`evaluate`], with every SE module's channel weights shown to `hook`.
+pub fn evaluate_hooked<B: Backend>(
+    model: &ResNet<B>,
+    dataset: ImageDataset,
+    info: &DatasetInfo,
+    batch_size: usize,
+    device: &B::Device,
+    mut hook: Option<&mut dyn BatchHook<B>>,
 ) -> EvalReport {
     let classes = info.num_classes();
     let dataset = AugmentedDataset::new(dataset, Transform::Eval(info.image_size), 0, 0);
@@ -73,7 +93,14 @@ pub fn evaluate<B: Backend>(
     let k = 5.min(classes);
     for batch in loader.iter() {
         let ImageBatch { images: x, targets } = batch;
-        let logits = model.forward(x);
+        let targets: Vec<i64> = targets.into_data().convert::<i64>().to_vec().unwrap();
+        let logits = match hook.as_deref_mut() {
+            Some(hook) => {
+                hook.begin_batch(&targets.iter().map(|&t| t as usize).collect::<Vec<_>>());
+                model.forward_hooked(x, hook)
+            }
+            None => model.forward(x),
+        };
         let ranked: Vec<i64> = logits
             .argsort_descending(1)
             .narrow(1, 0, k)
@@ -81,7 +108,6 @@ pub fn evaluate<B: Backend>(
             .convert::<i64>()
             .to_vec()
             .unwrap();
-        let targets: Vec<i64> = targets.into_data().convert::<i64>().to_vec().unwrap();
         for (row, &target) in ranked.chunks_exact(k).zip(&targets) {
             confusion[target as usize][row[0] as usize] += 1;
             top5_hits += row.contains(&target) as usize;

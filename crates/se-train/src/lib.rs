@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod classifier;
 pub mod config;
 pub mod data;
@@ -39,6 +40,7 @@ pub mod evaluate;
 pub mod finetune;
 pub mod guard;
 mod learner;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod run;
@@ -47,7 +49,7 @@ pub mod train;
 
 pub use config::{DataSource, InvalidTrainConfig, OptimizerKind, ScheduleKind, TrainConfig};
 pub use error::TrainError;
-pub use evaluate::{EvalReport, evaluate, load_image, predict};
+pub use evaluate::{BatchHook, EvalReport, evaluate, evaluate_hooked, load_image, predict};
 pub use finetune::FineTuneConfig;
 pub use run::{RunFolder, TrainSummary};
 pub use train::{TrainOptions, train};

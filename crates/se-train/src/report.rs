@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+
+use crate::plot::{self, DrawResult, Picture, value_range};
 
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
@@ -215,22 +216,24 @@ const PANELS: [(&str, [&str; 2]); 2] = [
 /// Size of the curves picture in pixels.
 const CURVES_SIZE: (u32, u32) = (880, 300);
 
-/// Makes the embedded DejaVu Sans plotters' "sans-serif" (its text layout needs a font even
-/// for SVG; plotters' own font loading would need the system's fontconfig).
-fn register_font() {
-    static FONT: Once = Once::new();
-    FONT.call_once(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
-            .unwrap_or_else(|_| eprintln!("warning: the embedded font did not load"));
-    });
+/// The loss and accuracy curves (train and valid, per epoch).
+struct Curves<'a>(&'a [EpochRow]);
+
+impl Picture for Curves<'_> {
+    fn size(&self) -> (u32, u32) {
+        CURVES_SIZE
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        draw_curves(area, self.0)
+    }
 }
 
 /// Draws the loss and accuracy curves (train and valid, per epoch) on `area`.
 fn draw_curves<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     rows: &[EpochRow],
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    register_font();
+) -> DrawResult<DB> {
     area.fill(&WHITE)?;
     let (first, last) = match (rows.first(), rows.last()) {
         (Some(first), Some(last)) => (first.epoch as f64, last.epoch as f64),
@@ -244,22 +247,14 @@ fn draw_curves<DB: DrawingBackend>(
     for (panel, (title, columns)) in area.split_evenly((1, 2)).iter().zip(PANELS) {
         let values = columns
             .iter()
-            .flat_map(|column| rows.iter().map(|row| row.get(column)))
-            .filter(|value| value.is_finite());
-        let (low, high) = values.fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
-        let (low, high) = if low > high {
-            (0.0, 1.0)
-        } else if high - low < 1e-9 {
-            (low - 0.5, high + 0.5)
-        } else {
-            (low, high)
-        };
+            .flat_map(|column| rows.iter().map(|row| row.get(column)));
+        let range = value_range(values);
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
-            .build_cartesian_2d(epochs.clone(), low..high)?;
+            .build_cartesian_2d(epochs.clone(), range)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -293,32 +288,16 @@ fn draw_curves<DB: DrawingBackend>(
 
 /// The loss and accuracy curves as a standalone SVG document.
 pub fn curves_svg(rows: &[EpochRow]) -> String {
-    let mut svg = String::new();
-    {
-        let area = SVGBackend::with_string(&mut svg, CURVES_SIZE).into_drawing_area();
-        // Drawing into a string fails only on a plotters bug; the picture is a by-product.
-        if let Err(e) = draw_curves(&area, rows) {
-            eprintln!("warning: training curves not drawn: {e}");
-        }
-    }
-    svg
+    // Drawing into a string fails only on a plotters bug; the picture is a by-product.
+    plot::svg(&Curves(rows)).unwrap_or_else(|e| {
+        eprintln!("warning: training curves not drawn: {e}");
+        String::new()
+    })
 }
 
 /// The loss and accuracy curves as a PNG image.
 pub fn curves_png(rows: &[EpochRow]) -> Result<Vec<u8>, String> {
-    let (width, height) = CURVES_SIZE;
-    let mut pixels = vec![0u8; (width * height * 3) as usize];
-    {
-        let area = BitMapBackend::with_buffer(&mut pixels, CURVES_SIZE).into_drawing_area();
-        draw_curves(&area, rows).map_err(|e| e.to_string())?;
-    }
-    let image = image::RgbImage::from_raw(width, height, pixels)
-        .ok_or("the picture buffer has the wrong size")?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    Ok(png)
+    plot::png(&Curves(rows))
 }
 
 #[cfg(test)]

@@ -204,4 +204,13 @@ pub struct TrainSummary {
     pub test: EvalReport,
     /// Wall time of this invocation, seconds.
     pub seconds: f64,
+    /// Parameters of the model (absent from summaries written before it).
+    #[serde(default)]
+    pub parameters: Option<usize>,
+    /// Multiply-adds per image at the data's image size.
+    #[serde(default)]
+    pub macs: Option<u64>,
+    /// Training images per second of `fit` in this invocation (its validation passes included).
+    #[serde(default)]
+    pub train_images_per_second: Option<f64>,
 }

@@ -135,6 +135,8 @@ pub fn train<B: AutodiffBackend>(
     // resumed after a kill then trains on what the uninterrupted run would have.
     let first_epoch = start_epoch.unwrap_or(0) as u64;
     let train: ImageDataset = Arc::new(Shard::new(train, rank, ranks, config.seed, first_epoch));
+    let epochs_now = config.epochs.saturating_sub(start_epoch.unwrap_or(0));
+    let train_images = train.len() * ranks * epochs_now;
     if rank > 0 {
         test = limit(test, Some(config.batch_size)); // rank 0 validates on the whole set
     }
@@ -143,10 +145,7 @@ pub fn train<B: AutodiffBackend>(
         let fingerprint = RunFingerprint::new(&config.to_string(), &data, start_epoch.unwrap_or(0));
         agree(collective.as_ref(), &fingerprint)?;
     }
-    let model_config = se_models::config(&config.model)?
-        .with_in_channels(info.channels)
-        .with_num_classes(info.num_classes());
-    model_config.validate()?;
+    let model_config = config.model_config(info.channels, info.num_classes())?;
     let min_size = model_config.min_input_size();
     if info.image_size.iter().any(|&side| side < min_size) {
         return Err(TrainError::ImageTooSmall {
@@ -214,7 +213,9 @@ pub fn train<B: AutodiffBackend>(
             config.schedule.clone(),
         ),
     };
+    let fit_started = Instant::now();
     let final_model = fit_with_optimizer(config, setup).model;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     if let Some(error) = faults.first() {
         return Err(error.into());
     }
@@ -262,6 +263,9 @@ pub fn train<B: AutodiffBackend>(
         epochs,
         test: evaluate(&final_model, test, &info, config.batch_size, &device),
         seconds: started.elapsed().as_secs_f64(),
+        parameters: Some(model_config.total_complexity(info.image_size).params),
+        macs: Some(model_config.total_complexity(info.image_size).macs),
+        train_images_per_second: Some(train_images as f64 / fit_seconds.max(1e-9)),
     };
     if rank == 0 {
         run.write(

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::config::Config;
 use clap::Args;
+use se_models::ResNet;
+use se_train::data::{DataSplits, DatasetInfo};
 use se_train::{DataSource, RunFolder, TrainConfig};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -24,7 +26,7 @@ pub struct WeightsArgs {
 }
 
 impl WeightsArgs {
-    fn weights(&self, run: &RunFolder) -> Result<PathBuf> {
+    pub(crate) fn weights(&self, run: &RunFolder) -> Result<PathBuf> {
         if let Some(path) = &self.weights {
             return Ok(path.clone());
         }
@@ -68,11 +70,17 @@ impl Job for &EvalArgs {
     }
 }
 
-fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
-    let run = RunFolder(args.weights.run_dir.clone());
-    let weights = args.weights.weights(&run)?;
-    let (model, info) = run.load_model::<B>(&weights, device)?;
-    let source: DataSource = match args.data.source()? {
+/// A run's trained model, with the data to use it on: the data `data` names, else the run's
+/// own; refused when its classes or channels are not the run's.
+pub(crate) fn run_model_and_data<B: Backend>(
+    weights: &WeightsArgs,
+    data: &DataArgs,
+    device: &B::Device,
+) -> Result<(PathBuf, ResNet<B>, DatasetInfo, DataSplits)> {
+    let run = RunFolder(weights.run_dir.clone());
+    let path = weights.weights(&run)?;
+    let (model, info) = run.load_model::<B>(&path, device)?;
+    let source: DataSource = match data.source()? {
         Some(source) => source,
         None => {
             TrainConfig::load(run.config())
@@ -105,6 +113,11 @@ fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
             info.class_names.join(", ")
         );
     }
+    Ok((path, model, info, data))
+}
+
+fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
+    let (weights, model, info, data) = run_model_and_data::<B>(&args.weights, &args.data, device)?;
     let report = se_train::evaluate(&model, data.test, &info, args.batch_size, device);
     if let Some(error) = data.faults.first() {
         bail!("{error} (the evaluation stopped being valid there)");

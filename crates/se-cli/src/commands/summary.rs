@@ -19,6 +19,8 @@ pub struct SummaryArgs {
     /// Number of classes; default the model's (1000 ImageNet, 10 CIFAR).
     #[arg(long)]
     pub num_classes: Option<usize>,
+    #[command(flatten)]
+    pub variant: crate::commands::train::VariantArgs,
 }
 
 fn default_input_size(family: Family) -> usize {
@@ -38,7 +40,7 @@ fn giga(macs: u64) -> String {
 
 pub fn run(args: &SummaryArgs) -> Result<()> {
     let entry = se_models::lookup(&args.model)?;
-    let mut config = (entry.config)();
+    let mut config = args.variant.apply((entry.config)())?;
     if let Some(channels) = args.in_channels {
         config.in_channels = channels;
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::config::Config;
 use clap::{Args, ValueEnum};
+use se_core::{Gate, SePlacement, Squeeze};
 use se_models::interop::Layout;
+use se_models::{AttentionVariant, ResNetConfig};
 use se_train::{
     DataSource, FineTuneConfig, OptimizerKind, ScheduleKind, TrainConfig, TrainOptions,
     TrainSummary,
@@ -75,6 +77,98 @@ impl DataArgs {
             DatasetKind::Cifar100 => DataSource::Cifar100(dir()?),
             DatasetKind::Folder => DataSource::Folder(dir()?, self.image_size),
         }))
+    }
+}
+
+/// The paper's ablations as changes to the model's attention (`se_models::AttentionVariant`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct VariantArgs {
+    /// Ablation: the SE reduction ratio r, hidden width exactly C/r (paper §6.1).
+    #[arg(long)]
+    pub reduction: Option<usize>,
+    /// Ablation: the SE squeeze; `none` is the paper's NoSqueeze (§6.2, §6.3).
+    #[arg(long, value_enum)]
+    pub squeeze: Option<SqueezeArg>,
+    /// Ablation: the SE excitation's gate (§6.3).
+    #[arg(long, value_enum)]
+    pub gate: Option<GateArg>,
+    /// Ablation: where the attention sits in the block (§6.5).
+    #[arg(long, value_enum)]
+    pub placement: Option<PlacementArg>,
+    /// Ablation: only these stages (1-4) carry attention, e.g. `--se-stages 3` (§6.4).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub se_stages: Option<Vec<usize>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqueezeArg {
+    Avg,
+    Max,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateArg {
+    Sigmoid,
+    Relu,
+    Tanh,
+    HardSigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    Standard,
+    Pre,
+    Post,
+    Identity,
+}
+
+impl VariantArgs {
+    /// The variant these options ask for; `None` when none is given.
+    pub fn variant(&self) -> Option<AttentionVariant> {
+        let variant = AttentionVariant::new()
+            .with_reduction(self.reduction)
+            .with_squeeze(self.squeeze.map(|s| match s {
+                SqueezeArg::Avg => Squeeze::Avg,
+                SqueezeArg::Max => Squeeze::Max,
+                SqueezeArg::None => Squeeze::None,
+            }))
+            .with_gate(self.gate.map(|g| match g {
+                GateArg::Sigmoid => Gate::Sigmoid,
+                GateArg::Relu => Gate::Relu,
+                GateArg::Tanh => Gate::Tanh,
+                GateArg::HardSigmoid => Gate::HardSigmoid,
+            }))
+            .with_placement(self.placement.map(|p| match p {
+                PlacementArg::Standard => SePlacement::Standard,
+                PlacementArg::Pre => SePlacement::Pre,
+                PlacementArg::Post => SePlacement::Post,
+                PlacementArg::Identity => SePlacement::Identity,
+            }))
+            .with_stages(self.se_stages.clone());
+        (!variant.is_identity()).then_some(variant)
+    }
+
+    /// `config` with the variant applied, refused with the option's name when it does not fit.
+    pub fn apply(&self, config: ResNetConfig) -> Result<ResNetConfig> {
+        let Some(variant) = self.variant() else {
+            return Ok(config);
+        };
+        let config = variant.apply(config).map_err(|e| {
+            let option = match e.option {
+                "stages" => "--se-stages".to_string(),
+                other => format!("--{other}"),
+            };
+            anyhow::anyhow!(
+                "{option} {}",
+                e.to_string().trim_start_matches(e.option).trim()
+            )
+        })?;
+        config.validate().map_err(|e| match e.field {
+            "attention_stages" => anyhow::anyhow!("--se-stages {}: {}", e.value, e.rule),
+            _ => anyhow::anyhow!("{e}"),
+        })?;
+        Ok(config)
     }
 }
 
@@ -228,11 +322,14 @@ pub struct TrainArgs {
     /// Per-channel standard deviation of the input normalisation (with --mean).
     #[arg(long, value_delimiter = ',', num_args = 1.., requires = "mean")]
     pub std: Option<Vec<f32>>,
+    #[command(flatten)]
+    pub variant: VariantArgs,
 }
 
 impl TrainArgs {
     fn config(&self) -> Result<TrainConfig> {
-        se_models::lookup(&self.model)?;
+        // A variant that does not fit the model is refused here, before anything is written.
+        self.variant.apply(se_models::config(&self.model)?)?;
         let data = self.data.source()?.unwrap_or(DataSource::EmbeddedMnist);
         let mut config = TrainConfig::new()
             .with_model(self.model.clone())
@@ -273,6 +370,7 @@ impl TrainArgs {
         if finetune != FineTuneConfig::new() {
             config.finetune = Some(finetune);
         }
+        config.variant = self.variant.variant();
         Ok(config)
     }
 
@@ -329,6 +427,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         })?;
         if let Some(epochs) = args.epochs {
             config.epochs = epochs;
+        }
+        if args.variant.variant().is_some() {
+            bail!("--resume continues the run's own model: leave out the ablation options");
         }
         (config, run_dir)
     } else {

@@ -13,6 +13,7 @@ use super::{
 use crate::attention::Attention;
 use crate::complexity::{Complexity, Size, conv_bn};
 use crate::norm::BatchNorm2d as BatchNorm;
+use crate::squeeze_excitation::Hook;
 
 /// Configuration of a [`BasicBlock`]: two 3x3 convs, expansion 1 (ResNet-18/34, CIFAR ResNets).
 #[derive(Config, Debug)]
@@ -100,11 +101,16 @@ impl<B: Backend> BasicBlock<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_hooked(x, None)
+    }
+
+    /// [`forward`](Self::forward), showing the SE module's channel weights to `hook`.
+    pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
         let branch = |x| {
             let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
             conv_forward(&self.conv2, x)
         };
         let (se, placement) = (&self.se, self.placement);
-        residual_forward(x, se, placement, &self.downsample, branch, &self.bn2)
+        residual_forward(x, se, placement, &self.downsample, branch, &self.bn2, hook)
     }
 }

@@ -13,6 +13,7 @@ use super::{
 use crate::attention::Attention;
 use crate::complexity::{Complexity, Size, conv_bn};
 use crate::norm::BatchNorm2d as BatchNorm;
+use crate::squeeze_excitation::Hook;
 
 /// Configuration of a [`Bottleneck`]: 1x1 → 3x3 → 1x1, expansion 4 (ResNet-50+, ResNeXt, CIFAR
 /// ResNet-164).
@@ -146,12 +147,17 @@ impl<B: Backend> Bottleneck<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_hooked(x, None)
+    }
+
+    /// [`forward`](Self::forward), showing the SE module's channel weights to `hook`.
+    pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
         let branch = |x| {
             let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
             let x = self.bn2.forward_relu(conv_forward(&self.conv2, x));
             conv_forward(&self.conv3, x)
         };
         let (se, placement) = (&self.se, self.placement);
-        residual_forward(x, se, placement, &self.downsample, branch, &self.bn3)
+        residual_forward(x, se, placement, &self.downsample, branch, &self.bn3, hook)
     }
 }

@@ -7,6 +7,7 @@ use se_kernels::plane_affine;
 
 use crate::attention::Attention;
 use crate::norm::BatchNorm2d as BatchNorm;
+use crate::squeeze_excitation::Hook;
 
 /// `relu(attention(norm(x)) + shortcut)`, the end of every residual block, in one pass over the
 /// map where the attention allows it. A BatchNorm is a per-channel affine map `y = a·x + b`, so
@@ -16,16 +17,18 @@ use crate::norm::BatchNorm2d as BatchNorm;
 /// BatchNorm's, and the addition and ReLU ride on both (one [`plane_affine`] kernel, as the
 /// original SENet release fused SE into the addition with its Caffe "Axpy" layer). Exact, not
 /// an approximation; other attention modules run between the BatchNorm and the addition.
+/// `hook` sees the SE's channel weights.
 pub(super) fn norm_attention_add_relu<B: Backend>(
     norm: &BatchNorm<B>,
     attention: Option<&Attention<B>>,
     x: Tensor<B, 4>,
     shortcut: Tensor<B, 4>,
+    hook: Hook<'_, B>,
 ) -> Tensor<B, 4> {
     let se = match attention {
         None => return norm.affine(x.clone()).apply_then(x, Some(shortcut), true),
         Some(attention) => match attention.as_mean_excitation() {
-            None => return relu(attention.forward(norm.forward(x)) + shortcut),
+            None => return relu(attention.forward_hooked(norm.forward(x), hook) + shortcut),
             Some(se) => se,
         },
     };
@@ -39,7 +42,7 @@ pub(super) fn norm_attention_add_relu<B: Backend>(
     });
     let (scale, shift) = affine.per_plane(n);
     let means = plane_means * scale.clone() + shift.clone();
-    let weights = se.excite(means);
+    let weights = se.excite_hooked(means, hook);
     plane_affine(
         x,
         scale * weights.clone(),

@@ -22,6 +22,7 @@ use burn::tensor::backend::Backend;
 use crate::attention::{Attention, AttentionConfig};
 use crate::complexity::{Complexity, Size, conv_bn};
 use crate::norm::BatchNorm2d as BatchNorm;
+use crate::squeeze_excitation::Hook;
 
 pub use basic::{BasicBlock, BasicBlockConfig};
 pub use bottleneck::{Bottleneck, BottleneckConfig};
@@ -109,7 +110,7 @@ pub(super) fn shared_complexity(
 
 /// The wiring every residual block shares: `relu(norm(branch(x)) + shortcut(x))`, with the SE
 /// module wherever its placement says. `branch` is the block's own residual function up to its
-/// last convolution, `norm` the BatchNorm after that convolution.
+/// last convolution, `norm` the BatchNorm after that convolution; `hook` sees the SE's weights.
 pub(super) fn residual_forward<B: Backend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
@@ -117,22 +118,32 @@ pub(super) fn residual_forward<B: Backend>(
     downsample: &Option<Downsample<B>>,
     branch: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
     norm: &BatchNorm<B>,
+    hook: Hook<'_, B>,
 ) -> Tensor<B, 4> {
-    let se_at = |at: SePlacement, x: Tensor<B, 4>| match se {
-        Some(se) if placement == at => se.forward(x),
-        _ => x,
-    };
     let shortcut = match downsample {
         Some(downsample) => downsample.forward(x.clone()),
         None => x.clone(),
     };
-    let shortcut = se_at(SePlacement::Identity, shortcut);
-    let standard_se = se.as_ref().filter(|_| placement == SePlacement::Standard);
-    let branch = branch(se_at(SePlacement::Pre, x));
-    se_at(
-        SePlacement::Post,
-        norm_attention_add_relu(norm, standard_se, branch, shortcut),
-    )
+    let Some(module) = se else {
+        return norm_attention_add_relu(norm, None, branch(x), shortcut, None);
+    };
+    match placement {
+        SePlacement::Standard => {
+            norm_attention_add_relu(norm, Some(module), branch(x), shortcut, hook)
+        }
+        SePlacement::Pre => {
+            let x = module.forward_hooked(x, hook);
+            norm_attention_add_relu(norm, None, branch(x), shortcut, None)
+        }
+        SePlacement::Identity => {
+            let shortcut = module.forward_hooked(shortcut, hook);
+            norm_attention_add_relu(norm, None, branch(x), shortcut, None)
+        }
+        SePlacement::Post => {
+            let out = norm_attention_add_relu(norm, None, branch(x), shortcut, None);
+            module.forward_hooked(out, hook)
+        }
+    }
 }
 
 /// Either block kind, so a network stage is one `Vec<ResidualBlock<B>>`.
@@ -147,9 +158,22 @@ pub enum ResidualBlock<B: Backend> {
 impl<B: Backend> ResidualBlock<B> {
     /// Runs the block.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_hooked(x, None)
+    }
+
+    /// Runs the block, showing its SE module's weights to `hook`.
+    pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
         match self {
-            ResidualBlock::Basic(block) => block.forward(x),
-            ResidualBlock::Bottleneck(block) => block.forward(x),
+            ResidualBlock::Basic(block) => block.forward_hooked(x, hook),
+            ResidualBlock::Bottleneck(block) => block.forward_hooked(x, hook),
+        }
+    }
+
+    /// The block's SE (or other attention) module, if any.
+    pub fn attention(&self) -> Option<&Attention<B>> {
+        match self {
+            ResidualBlock::Basic(block) => block.se.as_ref(),
+            ResidualBlock::Bottleneck(block) => block.se.as_ref(),
         }
     }
 

@@ -264,3 +264,56 @@ fn block_complexity_counts_the_built_parameters() {
     assert_eq!(cost.macs, 2 * 64 * 64 * 9 * 64);
     assert_eq!(cost.params, 2 * (64 * 64 * 9 + 2 * 64));
 }
+
+/// A hook that records the weights it sees and hands back `replace` (or the weights).
+struct Probe {
+    seen: Vec<Vec<f32>>,
+    replace: Option<f32>,
+}
+
+impl crate::ExcitationHook<B> for Probe {
+    fn excitation(&mut self, weights: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.seen.push(values(weights.clone()));
+        match self.replace {
+            Some(value) => weights.ones_like().mul_scalar(value),
+            None => weights,
+        }
+    }
+}
+
+/// The hook sees each placement's SE weights, exactly once per forward pass, as `[N, C]`;
+/// returning them unchanged changes nothing, and replacing them by ones gives the block
+/// without its SE (a weight of 1 passes every channel as it is).
+#[test]
+fn the_excitation_hook_sees_and_replaces_the_weights_at_every_placement() {
+    let x = random_input([2, 4, 6, 6]);
+    for placement in [
+        SePlacement::Standard,
+        SePlacement::Pre,
+        SePlacement::Post,
+        SePlacement::Identity,
+    ] {
+        let block = basic(4, 4, 1, placement);
+        let se = se_of(&block);
+        let mut probe = Probe {
+            seen: vec![],
+            replace: None,
+        };
+        let out = block.forward_hooked(x.clone(), Some(&mut probe));
+        assert_close(out, &values(block.forward(x.clone())));
+        assert_eq!(probe.seen.len(), 1, "{placement:?}");
+        assert_eq!(probe.seen[0].len(), 2 * 4);
+        if placement == SePlacement::Pre {
+            assert_close(se.excitation(x.clone()), &probe.seen[0]);
+        }
+
+        let mut ones = Probe {
+            seen: vec![],
+            replace: Some(1.0),
+        };
+        let mut plain = block.clone();
+        plain.se = None;
+        let out = block.forward_hooked(x.clone(), Some(&mut ones));
+        assert_close(out, &values(plain.forward(x.clone())));
+    }
+}
