@@ -99,11 +99,11 @@ pub fn pretrained<B: Backend>(
             .wrong_shape
             .into_iter()
             .partition(|(key, ..)| key.starts_with("fc."));
-        if !body.is_empty() || !found.missing.is_empty() {
+        if !body.is_empty() || !found.missing.is_empty() || !found.unexpected.is_empty() {
             return Err(mismatch(Mismatch {
                 missing: found.missing,
+                unexpected: found.unexpected,
                 wrong_shape: body.into_iter().chain(head).collect(),
-                ..Mismatch::default()
             }));
         }
         (model, None)

@@ -94,6 +94,7 @@ pub(crate) fn load_with_shapes<B: Backend>(
     device: &B::Device,
 ) -> Result<(ResNet<B>, Mismatch), InteropError> {
     let expected = shapes(&model);
+    let in_file = file_shapes(path)?;
     // Burn panics while turning some malformed records into a module (a parameter id that does
     // not decode, `ParamId::deserialize`): a damaged file is an error, not a crash.
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -115,9 +116,140 @@ pub(crate) fn load_with_shapes<B: Backend>(
                 (*wanted != found).then(|| (key, found, wanted.clone()))
             })
             .collect(),
-        ..Mismatch::default()
+        unexpected: in_file
+            .into_iter()
+            .filter(|(key, _)| !expected.contains_key(key))
+            .collect(),
     };
     Ok((loaded, mismatch))
+}
+
+/// A weights record read as a tree, with the contents of tensors skipped: enough to list the
+/// parameters a file holds without building any tensor.
+enum Node {
+    Map(Vec<(String, Node)>),
+    Seq(Vec<Node>),
+    Int(u64),
+    Other,
+}
+
+/// Elements of a sequence kept in a [`Node`]: module lists and shapes are short; a tensor's
+/// bytes, when a format writes them as a sequence, are skipped past this.
+const KEPT_ELEMENTS: usize = 256;
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Burn weights record")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(u64::try_from(v).map_or(Node::Other, Node::Int))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Int(v))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Other)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while items.len() < KEPT_ELEMENTS {
+            match seq.next_element::<Node>()? {
+                Some(item) => items.push(item),
+                None => return Ok(Node::Seq(items)),
+            }
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            entries.push((key, map.next_value::<Node>()?));
+        }
+        Ok(Node::Map(entries))
+    }
+}
+
+/// Every parameter a Burn weights file holds, with its shape, by the path [`shapes`] gives the
+/// same parameter of a model (`layer1.0.Basic.se.Se.fc1.weight`).
+fn file_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, InteropError> {
+    let bytes = std::fs::read(path).map_err(|e| InteropError::read(path, e.to_string()))?;
+    let root: Node = rmp_serde::from_slice(&bytes)
+        .map_err(|e| InteropError::read(path, format!("cannot read Burn weights: {e}")))?;
+    let item = match &root {
+        Node::Map(entries) => entries
+            .iter()
+            .find(|(key, _)| key == "item")
+            .map(|(_, n)| n),
+        _ => None,
+    };
+    let mut found = BTreeMap::new();
+    if let Some(item) = item {
+        collect_params(item, String::new(), &mut found);
+    }
+    Ok(found)
+}
+
+/// Walks a record: a map with `id` and `param` (whose `shape` is a list of sizes) is a
+/// parameter; any other map or list is a module or a list of them.
+fn collect_params(node: &Node, path: String, found: &mut BTreeMap<String, Vec<usize>>) {
+    let join = |key: &str| match path.is_empty() {
+        true => key.to_string(),
+        false => format!("{path}.{key}"),
+    };
+    match node {
+        Node::Map(entries) => {
+            let get = |name: &str| entries.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            if let (Some(_), Some(Node::Map(param))) = (get("id"), get("param")) {
+                let shape = param.iter().find(|(k, _)| k == "shape").map(|(_, v)| v);
+                if let Some(Node::Seq(sizes)) = shape {
+                    let sizes = sizes.iter().map(|s| match s {
+                        Node::Int(n) => *n as usize,
+                        _ => usize::MAX,
+                    });
+                    found.insert(path.clone(), sizes.collect());
+                    return;
+                }
+            }
+            for (key, value) in entries {
+                collect_params(value, join(key), found);
+            }
+        }
+        Node::Seq(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_params(item, join(&index.to_string()), found);
+            }
+        }
+        Node::Int(_) | Node::Other => {}
+    }
 }
 
 /// Every parameter's shape, by its path in the module tree.
@@ -173,8 +305,9 @@ mod tests {
         assert_eq!(names, ["burns.mpk", "ours.mpk"]);
     }
 
-    /// A file without the SE modules (a plain ResNet's) does not load into an SE-ResNet: Burn's
-    /// recorder would silently drop the SE modules; here every missing parameter is listed.
+    /// A file without the SE modules (a plain ResNet's) does not load into an SE-ResNet, nor an
+    /// SE-ResNet's into a plain ResNet: Burn's recorder would silently drop the SE modules, or
+    /// ignore them; here every missing or unexpected parameter is listed.
     #[test]
     fn a_file_lacking_modules_the_model_has_is_refused_with_their_names() {
         let dir = tempfile::tempdir().unwrap();
