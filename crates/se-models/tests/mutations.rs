@@ -3,6 +3,19 @@
 //! or an error naming the file, never a panic and never an allocation the file's size does not
 //! justify (a huge allocation would abort the test process).
 
+#[path = "support/peak_alloc.rs"]
+mod peak_alloc;
+
+#[global_allocator]
+static ALLOCATOR: peak_alloc::Counting = peak_alloc::Counting;
+
+/// The most a reader may allocate for an input of `len` bytes: a small multiple of the input
+/// (copies, decoded tensors, the model being loaded) plus a fixed allowance. A size taken from
+/// a corrupt header instead would be gigabytes.
+fn allocation_bound(len: usize) -> usize {
+    8 * len + (4 << 20)
+}
+
 use std::path::Path;
 
 use burn::config::Config;
@@ -56,7 +69,15 @@ fn never_panics(valid: &[u8], file: &Path, count: usize, read: impl Fn(&Path) ->
     let mut errors = 0;
     for i in 0..count {
         std::fs::write(file, mutate(valid, &mut numbers)).unwrap();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(file)));
+        let len = std::fs::metadata(file).unwrap().len() as usize;
+        let (outcome, peak) = peak_alloc::peak_during(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(file)))
+        });
+        assert!(
+            peak <= allocation_bound(len),
+            "mutation {i} of {}: {peak} bytes allocated for a {len}-byte file",
+            file.display()
+        );
         match outcome {
             Ok(ok) => errors += usize::from(!ok),
             Err(_) => panic!("mutation {i} of {} panicked the reader", file.display()),
@@ -124,4 +145,14 @@ fn the_burn_weights_reader_never_panics() {
     never_panics(&bytes, &dir.path().join("m.mpk"), 1500, |path| {
         se_models::weights::load(config.init::<burn::backend::Flex>(&device), path, &device).is_ok()
     });
+}
+
+/// The bound is measured, not assumed: an allocation the input does not justify exceeds it.
+#[test]
+fn the_allocation_bound_catches_a_size_taken_from_a_header() {
+    let (buffer, peak) = peak_alloc::peak_during(|| vec![1u8; 64 << 20]);
+    assert_eq!(buffer.len(), 64 << 20);
+    assert!(peak >= 64 << 20 && peak > allocation_bound(1000), "{peak}");
+    let (_, small) = peak_alloc::peak_during(|| vec![1u8; 100].len());
+    assert!(small < 1000, "{small}");
 }

@@ -2,6 +2,19 @@
 //! of a valid file: each gives images or an error naming the file, never a panic, and never an
 //! allocation the file's size does not justify.
 
+#[path = "../../se-models/tests/support/peak_alloc.rs"]
+mod peak_alloc;
+
+#[global_allocator]
+static ALLOCATOR: peak_alloc::Counting = peak_alloc::Counting;
+
+/// The most a reader may allocate for an input of `len` bytes: a small multiple of the input
+/// (copies, decoded tensors, the model being loaded) plus a fixed allowance. A size taken from
+/// a corrupt header instead would be gigabytes.
+fn allocation_bound(len: usize) -> usize {
+    8 * len + (4 << 20)
+}
+
 use std::path::Path;
 
 use se_train::data::cifar::{Cifar, encode_records, parse_batch};
@@ -44,7 +57,15 @@ fn never_panics(valid: &[u8], count: usize, read: impl Fn(Vec<u8>) -> bool) {
     let mut refused = 0;
     for i in 0..count {
         let bytes = mutate(valid, &mut numbers);
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(bytes))) {
+        let len = bytes.len();
+        let (outcome, peak) = peak_alloc::peak_during(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(bytes)))
+        });
+        assert!(
+            peak <= allocation_bound(len),
+            "mutation {i}: {peak} bytes allocated for a {len}-byte input"
+        );
+        match outcome {
             Ok(ok) => refused += usize::from(!ok),
             Err(_) => panic!("mutation {i} panicked the reader"),
         }
