@@ -64,3 +64,11 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get);
     (value, (peak - start).max(0) as usize)
 }
+
+/// Replaces the panic hook by one that prints the message alone. The default hook, with
+/// `RUST_BACKTRACE` set, symbolises a backtrace on the first panic of the process (a panic a
+/// reader catches, say), loading tens of megabytes of debug information on whichever thread
+/// panics first: an allocation of the test harness, not of the reader.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+}
