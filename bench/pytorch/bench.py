@@ -1,8 +1,17 @@
 #!/usr/bin/env python3
-"""PyTorch side of `cargo xtask bench --vs-pytorch`: the same models, inputs and settings as
-`se bench`, one measurement per call, printed as one JSON line in the same schema.
+"""PyTorch and ONNX Runtime side of `cargo xtask bench --vs-pytorch --vs-onnxruntime`: the same
+models, inputs and settings as `se bench`, one measurement per call, printed as one JSON line in
+the same schema.
 
     python bench.py --model se_resnet20 --mode train --batch 128 --input-size 32 --repeat 5
+    python bench.py --model se_resnet50 --mode infer --batch 1 --input-size 224 --runtime onnxruntime
+
+Runtimes (inference; training is PyTorch eager only):
+- `eager`: `torch.no_grad()` in eval mode, NCHW;
+- `channels_last`: `torch.inference_mode()`, model and input in channels-last memory format;
+- `onnxruntime`: the model exported with `torch.onnx.export` (opset 17), run by ONNX Runtime's
+  CPU provider with every graph optimisation (BatchNorm folding, fusions, NCHWc layout) and one
+  thread per core.
 
 ImageNet models come from timm (`se_resnet50` = timm `seresnet50`, `resnet50` = `resnet50`); the
 CIFAR ResNets (He et al., option-B projection shortcuts; SE hidden width exactly C/16 as the paper)
@@ -85,6 +94,43 @@ def build(name, in_chans):
     return timm.create_model(timm_names.get(name, name), pretrained=False, in_chans=in_chans)
 
 
+def onnxruntime_step(model, x, threads):
+    """Exports `model` (eval mode) to ONNX and returns a step running it in ONNX Runtime."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    model.eval()
+    path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (x,), path, input_names=["input"], output_names=["logits"], opset_version=17,
+            dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {"input": x.numpy()}
+    backend = f"onnxruntime {ort.__version__} cpu, {threads} threads, all graph optimisations"
+    return (lambda: session.run(None, feed)), backend
+
+
+def gemm_peak():
+    """The machine's large-GEMM rate: float32 2048x2048 matrix products on every thread (MKL or
+    OpenBLAS through torch), GFLOP/s, median of 10."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    seconds = median_seconds(10, lambda: torch.mm(a, b))
+    print(json.dumps({
+        "framework": "gemm-peak",
+        "backend": f"torch {torch.__version__} mm, {torch.get_num_threads()} threads",
+        "gflops": 2 * n**3 / seconds / 1e9,
+    }))
+
+
 def median_seconds(repeat, step):
     step()  # warm-up
     times = []
@@ -104,14 +150,37 @@ def main():
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
+    parser.add_argument(
+        "--runtime", choices=["eager", "channels_last", "onnxruntime"], default="eager"
+    )
+    parser.add_argument(
+        "--peak", action="store_true", help="measure the large-GEMM peak (GFLOP/s) instead"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.peak:
+        return gemm_peak()
+    if args.runtime != "eager" and args.mode != "infer":
+        parser.error(f"--runtime {args.runtime} measures inference only")
 
     torch.manual_seed(0)
     model = build(args.model, args.in_channels)
     x = torch.randn(args.batch, args.in_channels, args.input_size, args.input_size)
-    if args.mode == "infer":
+    framework, backend = "pytorch", None
+    if args.mode == "infer" and args.runtime == "onnxruntime":
+        step, backend = onnxruntime_step(model, x, torch.get_num_threads())
+        framework = "onnxruntime"
+    elif args.mode == "infer" and args.runtime == "channels_last":
+        model.eval()
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        framework = "pytorch-channels-last"
+
+        def step():
+            with torch.inference_mode():
+                model(x)
+    elif args.mode == "infer":
         model.eval()
 
         def step():
@@ -129,8 +198,8 @@ def main():
 
     seconds = median_seconds(args.repeat, step)
     print(json.dumps({
-        "framework": "pytorch",
-        "backend": f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
+        "framework": framework,
+        "backend": backend or f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",
         "model": args.model,
         "mode": args.mode,
         "batch": args.batch,

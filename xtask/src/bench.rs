@@ -1,9 +1,12 @@
-//! `cargo xtask [--backend B] bench [--vs-pytorch]`: throughput (images per second) of inference
-//! and training steps for a set of models and batch sizes, one `se bench --json` process per
-//! measurement (so each has its own peak memory); with `--vs-pytorch`, the same measurement in
-//! PyTorch (`bench/pytorch/bench.py`) right after each Burn one, for several rounds, so that the
-//! machine's drift hits both sides alike. Writes `results.md` and `results.json` (with the
-//! machine and the command) into one folder under `bench-results/`.
+//! `cargo xtask [--backend B] bench [--vs-pytorch] [--vs-onnxruntime]`: throughput (images per
+//! second) of inference and training steps for a set of models and batch sizes, one `se bench
+//! --json` process per measurement (so each has its own peak memory); with `--vs-pytorch`, the
+//! same measurement in PyTorch eager (and, for inference, channels-last with
+//! `inference_mode`), with `--vs-onnxruntime` in ONNX Runtime (`bench/pytorch/bench.py`), each
+//! right after the Burn one, for several rounds, so that the machine's drift hits every side
+//! alike. Every row also gets its GFLOP/s and the fraction of the machine's large-GEMM rate
+//! measured in the same run. Writes `results.md` and `results.json` (with the machine and the
+//! command) into one folder under `bench-results/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +14,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [--models a,b,..] \
-[--repeat N] [--rounds N] [--python PATH] [--out DIR]
+pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [--vs-onnxruntime] \
+[--models a,b,..] [--repeat N] [--rounds N] [--python PATH] [--out DIR]
+
+  --vs-pytorch      PyTorch eager (train and infer) and channels-last + inference_mode (infer)
+  --vs-onnxruntime  ONNX Runtime, the PyTorch model exported to ONNX, all graph optimisations,
+                    one thread per core (infer)
 
   --models    registered models (default: se_resnet20, resnet20, se_resnet56, se_resnet50,
               resnet50); CIFAR ones at 32x32 (inference b1 and b32, training b128), ImageNet
@@ -21,8 +28,8 @@ pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [
   --repeat    timed repetitions per measurement, after one warm-up (median; default 5)
   --rounds    measurements per row, alternating Burn and PyTorch (median; default 3 with
               --vs-pytorch, else 1)
-  --python    the python with torch and timm (default: $SE_TORCH_PYTHON, else the venv made by
-              bench/pytorch/setup.sh)
+  --python    the python with torch, timm and onnxruntime (default: $SE_TORCH_PYTHON, else the
+              venv made by bench/pytorch/setup.sh)
   --out       result folder (default: bench-results/<UTC time>)";
 
 /// One measurement to make: a model, an input side, a mode (`infer`/`train`) and a batch.
@@ -67,6 +74,7 @@ fn plan(models: &[String]) -> Vec<Row> {
 
 struct Options {
     vs_pytorch: bool,
+    vs_onnxruntime: bool,
     models: Vec<String>,
     modes: Vec<String>,
     repeat: usize,
@@ -78,6 +86,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         vs_pytorch: false,
+        vs_onnxruntime: false,
         models: [
             "se_resnet20",
             "resnet20",
@@ -106,6 +115,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         };
         match arg.as_str() {
             "--vs-pytorch" => options.vs_pytorch = true,
+            "--vs-onnxruntime" => options.vs_onnxruntime = true,
             "--models" => options.models = value()?.split(',').map(String::from).collect(),
             "--modes" => options.modes = value()?.split(',').map(String::from).collect(),
             "--repeat" => options.repeat = number(value()?)?,
@@ -117,9 +127,24 @@ fn parse(args: &[String]) -> Result<Options, String> {
         }
     }
     if options.rounds == 0 {
-        options.rounds = if options.vs_pytorch { 3 } else { 1 };
+        options.rounds = if options.peers().is_empty() { 1 } else { 3 };
     }
     Ok(options)
+}
+
+impl Options {
+    /// The peers measured beside Burn: `bench.py --runtime` names, with the modes each runs.
+    fn peers(&self) -> Vec<(&'static str, &'static [&'static str])> {
+        let mut peers: Vec<(&'static str, &'static [&'static str])> = Vec::new();
+        if self.vs_pytorch {
+            peers.push(("eager", &["infer", "train"]));
+            peers.push(("channels_last", &["infer"]));
+        }
+        if self.vs_onnxruntime {
+            peers.push(("onnxruntime", &["infer"]));
+        }
+        peers
+    }
 }
 
 /// Runs a measuring command and reads its JSON line(s).
@@ -158,17 +183,20 @@ fn burn_command(se: &Path, row: &Row, repeat: usize) -> Command {
     command
 }
 
-fn pytorch_command(python: &Path, script: &Path, row: &Row, repeat: usize) -> Command {
+fn peer_command(python: &Path, script: &Path, row: &Row, repeat: usize, runtime: &str) -> Command {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut command = Command::new(python);
-    command.arg(script).args([
-        format!("--model={}", row.model),
-        format!("--mode={}", row.mode),
-        format!("--batch={}", row.batch),
-        format!("--input-size={}", row.input_size),
-        format!("--repeat={repeat}"),
-        format!("--threads={threads}"),
-    ]);
+    command
+        .arg(script)
+        .arg(format!("--runtime={runtime}"))
+        .args([
+            format!("--model={}", row.model),
+            format!("--mode={}", row.mode),
+            format!("--batch={}", row.batch),
+            format!("--input-size={}", row.input_size),
+            format!("--repeat={repeat}"),
+            format!("--threads={threads}"),
+        ]);
     command
 }
 
@@ -234,13 +262,42 @@ fn machine() -> Value {
     })
 }
 
+/// The large-GEMM rate of this machine (GFLOP/s), measured by `bench.py --peak`.
+fn gemm_peak(python: &Path, script: &Path) -> Result<f64, String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .args([
+            "--peak",
+            "--model=-",
+            "--mode=infer",
+            "--batch=1",
+            "--input-size=1",
+        ])
+        .arg(format!("--threads={threads}"));
+    measure(command)?["gflops"]
+        .as_f64()
+        .ok_or_else(|| "bench.py --peak printed no gflops".to_string())
+}
+
+/// Floating-point operations per image: a multiply-add is two; a training step (forward, the
+/// two backward products, update) about three forward passes.
+fn flops_per_image(macs: f64, mode: &str) -> f64 {
+    match mode {
+        "train" => 6.0 * macs,
+        _ => 2.0 * macs,
+    }
+}
+
 pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = if options.vs_pytorch {
-        Some(python(&options, &root)?)
-    } else {
+    let peers = options.peers();
+    let python = if peers.is_empty() {
         None
+    } else {
+        Some(python(&options, &root)?)
     };
     let script = root.join("bench/pytorch/bench.py");
     let rows: Vec<Row> = plan(&options.models)
@@ -248,8 +305,13 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         .filter(|row| options.modes.iter().any(|mode| mode == row.mode))
         .collect();
 
+    // The machine's large-GEMM rate, before and after the measurements (the better of the two).
+    let mut peaks = Vec::new();
+    if let Some(python) = &python {
+        peaks.push(gemm_peak(python, &script)?);
+    }
     // (row, framework) -> one JSON object per round.
-    let mut raw: BTreeMap<(Row, &str), Vec<Value>> = BTreeMap::new();
+    let mut raw: BTreeMap<(Row, String), Vec<Value>> = BTreeMap::new();
     for round in 1..=options.rounds {
         for row in &rows {
             eprintln!(
@@ -257,16 +319,29 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
                 options.rounds, row.model, row.mode, row.batch, row.input_size, row.input_size
             );
             let burn = measure(burn_command(se, row, options.repeat))?;
-            raw.entry((row.clone(), "burn")).or_default().push(burn);
-            if let Some(python) = &python {
-                let torch = measure(pytorch_command(python, &script, row, options.repeat))?;
-                raw.entry((row.clone(), "pytorch")).or_default().push(torch);
+            raw.entry((row.clone(), "burn".into()))
+                .or_default()
+                .push(burn);
+            for (runtime, modes) in &peers {
+                if !modes.contains(&row.mode) {
+                    continue;
+                }
+                let python = python.as_ref().expect("a python for the peers");
+                let peer = measure(peer_command(python, &script, row, options.repeat, runtime))?;
+                let framework = peer["framework"].as_str().unwrap_or(runtime).to_string();
+                raw.entry((row.clone(), framework)).or_default().push(peer);
             }
         }
     }
+    if let Some(python) = &python {
+        peaks.push(gemm_peak(python, &script)?);
+    }
+    let peak = peaks.iter().copied().fold(None, |best: Option<f64>, p| {
+        Some(best.map_or(p, |b| b.max(p)))
+    });
 
     let summary = |row: &Row, framework: &str| -> Option<(f64, f64, f64, Value)> {
-        let runs = raw.get(&(row.clone(), framework))?;
+        let runs = raw.get(&(row.clone(), framework.to_string()))?;
         let mut rates: Vec<f64> = runs
             .iter()
             .filter_map(|r| r["images_per_second"].as_f64())
@@ -278,51 +353,58 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         let params = runs[0]["params"].as_f64().unwrap_or(0.0);
         Some((median(&mut rates), peak, params, runs[0]["backend"].clone()))
     };
+    let frameworks: Vec<String> = std::iter::once("burn".to_string())
+        .chain(raw.keys().map(|(_, f)| f.clone()).filter(|f| f != "burn"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let order = |f: &str| {
+        ["burn", "pytorch", "pytorch-channels-last", "onnxruntime"]
+            .iter()
+            .position(|x| *x == f)
+            .unwrap_or(9)
+    };
+    let mut frameworks = frameworks;
+    frameworks.sort_by_key(|f| order(f));
 
     let mut table = String::from(
-        "| model | input | mode | batch | Burn img/s | PyTorch img/s | Burn/PyTorch | Burn peak MiB | PyTorch peak MiB | params |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | input | mode | batch | runtime | img/s | GFLOP/s | of GEMM peak | Burn / this | peak MiB | params |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut results = Vec::new();
-    let mut torch_backend = Value::Null;
+    let mut backends = BTreeMap::new();
     for row in &rows {
-        let Some((burn, burn_peak, params, _)) = summary(row, "burn") else {
+        let Some((burn, ..)) = summary(row, "burn") else {
             continue;
         };
-        let torch = summary(row, "pytorch");
-        let ratio = torch.as_ref().map(|(rate, ..)| burn / rate);
-        if let Some((_, _, torch_params, backend)) = &torch {
-            torch_backend = backend.clone();
-            if *torch_params != params {
-                eprintln!(
-                    "warning: {} has {params} parameters in Burn, {torch_params} in PyTorch",
-                    row.model
-                );
-            }
+        let macs = raw[&(row.clone(), "burn".to_string())][0]["macs_per_image"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        for framework in &frameworks {
+            let Some((rate, rss, params, backend_name)) = summary(row, framework) else {
+                continue;
+            };
+            backends.insert(framework.clone(), backend_name);
+            let gflops = rate * flops_per_image(macs, row.mode) / 1e9;
+            let of_peak = peak.map(|p| gflops / p);
+            let versus = (framework != "burn").then(|| burn / rate);
+            table += &format!(
+                "| {} | {s}x{s} | {} | {} | {framework} | {rate:.1} | {gflops:.1} | {} | {} | {rss:.0} | {:.2}M |\n",
+                row.model,
+                row.mode,
+                row.batch,
+                of_peak.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)),
+                versus.map_or("-".into(), |v| format!("{v:.2}")),
+                params / 1e6,
+                s = row.input_size,
+            );
+            results.push(json!({
+                "model": row.model, "input_size": row.input_size, "mode": row.mode,
+                "batch": row.batch, "framework": framework, "images_per_second": rate,
+                "gflops": gflops, "fraction_of_gemm_peak": of_peak, "burn_over_this": versus,
+                "peak_rss_mb": rss, "params": params, "macs_per_image": macs,
+            }));
         }
-        let cell = |value: Option<f64>, digits: usize| {
-            value.map_or("-".to_string(), |v| format!("{v:.digits$}"))
-        };
-        table += &format!(
-            "| {} | {s}x{s} | {} | {} | {:.1} | {} | {} | {:.0} | {} | {:.2}M |\n",
-            row.model,
-            row.mode,
-            row.batch,
-            burn,
-            cell(torch.as_ref().map(|t| t.0), 1),
-            cell(ratio, 2),
-            burn_peak,
-            cell(torch.as_ref().map(|t| t.1), 0),
-            params / 1e6,
-            s = row.input_size,
-        );
-        results.push(json!({
-            "model": row.model, "input_size": row.input_size, "mode": row.mode, "batch": row.batch,
-            "burn_images_per_second": burn, "burn_peak_rss_mb": burn_peak,
-            "pytorch_images_per_second": torch.as_ref().map(|t| t.0),
-            "pytorch_peak_rss_mb": torch.as_ref().map(|t| t.1),
-            "burn_over_pytorch": ratio, "params": params,
-        }));
     }
 
     // SE overhead: each SE model against its plain twin measured in the same run.
@@ -360,8 +442,10 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
     let commit = shell_output("git", &["rev-parse", "--short", "HEAD"]);
     let mut markdown = format!(
         "# Benchmark {stamp}\n\n- command: `{command}`\n- machine: {} ({} cores{}), {} GiB, {}\n\
-         - Burn: backend {backend}, release build, commit {commit}\n- PyTorch: {}\n\
-         - {} timed repetitions per measurement (median), median of {} round(s)\n\n{table}",
+         - Burn: backend {backend}, release build, commit {commit}\n- peers: {}\n\
+         - large-GEMM peak: {}\n\
+         - {} timed repetitions per measurement (median), median of {} round(s); GFLOP/s count a \
+         multiply-add as two operations and a training step as three forward passes\n\n{table}",
         machine["cpu"].as_str().unwrap_or_default(),
         machine["cores"],
         if machine["avx512"] == true {
@@ -371,7 +455,10 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         },
         machine["memory_gib"],
         machine["os"].as_str().unwrap_or_default(),
-        torch_backend.as_str().unwrap_or("not measured"),
+        peer_names(&backends),
+        peak.map_or("not measured (needs the peers' venv)".into(), |p| format!(
+            "{p:.1} GFLOP/s (float32 2048x2048 matrix product, every core)"
+        )),
         options.repeat,
         options.rounds,
     );
@@ -385,7 +472,8 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let report = json!({
         "command": command, "machine": machine, "backend": backend, "commit": commit,
-        "pytorch": torch_backend, "repeat": options.repeat, "rounds": options.rounds,
+        "peers": backends, "gemm_peak_gflops": peak, "repeat": options.repeat,
+        "rounds": options.rounds,
         "results": results,
         "raw": raw.iter().map(|((_, _), runs)| runs.clone()).collect::<Vec<_>>(),
     });
@@ -401,6 +489,19 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
     }
     println!("{markdown}\nwritten to {}", out.display());
     Ok(())
+}
+
+/// The peers' versions and settings, for the report's header.
+fn peer_names(backends: &BTreeMap<String, Value>) -> String {
+    let peers: Vec<String> = backends
+        .iter()
+        .filter(|(framework, _)| *framework != "burn")
+        .map(|(framework, backend)| format!("{framework} ({})", backend.as_str().unwrap_or("?")))
+        .collect();
+    match peers.is_empty() {
+        true => "not measured".into(),
+        false => peers.join("; "),
+    }
 }
 
 #[cfg(test)]

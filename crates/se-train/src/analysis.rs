@@ -512,13 +512,14 @@ impl Picture for ClassMeans<'_> {
                 let mut chart = ChartBuilder::on(panel)
                     .caption(&module.name, ("sans-serif", 14))
                     .margin(6)
-                    .x_label_area_size(22)
+                    .x_label_area_size(32)
                     .y_label_area_size(36)
                     .build_cartesian_2d(0.0..(module.channels().max(2) - 1) as f64, range)?;
                 chart
                     .configure_mesh()
                     .disable_mesh()
                     .x_desc("channel")
+                    .x_label_formatter(&|x| format!("{x:.0}"))
                     .label_style(("sans-serif", 10))
                     .draw()?;
                 for (class, means) in module.class_means.iter().enumerate() {
@@ -612,7 +613,7 @@ impl Picture for AcrossImages<'_> {
             let mut chart = ChartBuilder::on(panel)
                 .caption(&module.name, ("sans-serif", 14))
                 .margin(6)
-                .x_label_area_size(22)
+                .x_label_area_size(32)
                 .y_label_area_size(36)
                 .build_cartesian_2d(
                     0.0..(module.channels().max(2) - 1) as f64,
@@ -622,6 +623,7 @@ impl Picture for AcrossImages<'_> {
                 .configure_mesh()
                 .disable_mesh()
                 .x_desc("channel")
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .label_style(("sans-serif", 10))
                 .draw()?;
             for (class, q) in &per_class {
@@ -788,5 +790,46 @@ mod tests {
             "{report}"
         );
         assert!(report.contains("| as trained |"), "{report}");
+    }
+
+    /// Weights of 0 in stage 3 (standard placement) pass nothing of the residual branches
+    /// there: each block is `relu(shortcut)`, so the stage is the first block's projection
+    /// shortcut followed by a ReLU. The replacement must give exactly that.
+    #[test]
+    fn the_replacer_swaps_the_weights_of_the_chosen_modules_only() {
+        use burn::tensor::Distribution;
+        use burn::tensor::activation::relu;
+        use se_core::ResidualBlock;
+        let device = Default::default();
+        let model = se_models::config("se_resnet20")
+            .unwrap()
+            .with_in_channels(1)
+            .with_num_classes(3)
+            .init::<B>(&device);
+        let x = Tensor::<B, 4>::random([2, 1, 8, 8], Distribution::Default, &device);
+        let mut zeros = Replacer {
+            next: 0,
+            constants: (0..9).map(|i| (i >= 6).then(|| vec![0.0; 64])).collect(),
+        };
+        let logits = model.forward_hooked(x.clone(), &mut zeros);
+        let ResidualBlock::Basic(first) = &model.layer3[0] else {
+            panic!("basic blocks");
+        };
+        let stage2 = model.forward_parts(x.clone(), 0..3);
+        let expected = model.head(relu(first.downsample.as_ref().unwrap().forward(stage2)));
+        logits.clone().into_data().assert_approx_eq::<f32>(
+            &expected.into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        // Without replacements the logits are the model's own.
+        let mut none = Replacer {
+            next: 0,
+            constants: vec![None; 9],
+        };
+        let own = model.forward_hooked(x.clone(), &mut none);
+        own.into_data().assert_approx_eq::<f32>(
+            &model.forward(x).into_data(),
+            burn::tensor::Tolerance::absolute(1e-6),
+        );
     }
 }

@@ -48,6 +48,8 @@ struct Measurement {
     input_size: usize,
     median_ms: f64,
     params: usize,
+    /// Multiply-adds of one image's forward pass.
+    macs: u64,
 }
 
 impl Measurement {
@@ -66,6 +68,7 @@ impl Measurement {
             "median_ms": self.median_ms,
             "images_per_second": self.images_per_second(),
             "params": self.params,
+            "macs_per_image": self.macs,
             "peak_rss_mb": peak_rss_mb(),
         })
     }
@@ -156,7 +159,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Family::Cifar => 32,
         });
         let config = (entry.config)().with_in_channels(args.in_channels);
-        let params = config.total_complexity([size, size]).params;
+        let cost = config.total_complexity([size, size]);
+        let params = cost.params;
         let measure = |mode, batch, seconds: f64| Measurement {
             model: entry.name.to_string(),
             mode,
@@ -164,6 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             input_size: size,
             median_ms: seconds * 1e3,
             params,
+            macs: cost.macs,
         };
         let mut rows = Vec::new();
         if args.batch > 0 {
