@@ -1,7 +1,7 @@
 //! Data-parallel training over MPI (`--features mpi`; `cargo xtask test` runs this when OpenMPI
 //! is installed): two ranks over loopback keep equal weights, equal to one process that
 //! averages the gradients of the two ranks' batches; `se train --distributed mpi` trains and
-//! resumes; a killed rank ends the job.
+//! resumes; a killed rank, and a rank that panics, end the job.
 #![cfg(feature = "mpi")]
 
 use std::io::{BufRead, BufReader};
@@ -354,5 +354,66 @@ fn a_killed_rank_ends_the_job_with_an_error_naming_it() {
     assert!(
         all.contains("exited on signal 9") && all.contains("rank"),
         "mpirun names the dead rank:\n{all}"
+    );
+}
+
+/// Run by `a_panicking_rank_aborts_the_job` under mpirun, never on its own: rank 1 panics
+/// while rank 0 waits in an all-reduce that rank 1 never joins.
+#[test]
+#[ignore = "an MPI rank, started by a_panicking_rank_aborts_the_job"]
+fn rank_of_the_panicking_job() {
+    if std::env::var("SE_MPI_TEST_PANIC").is_err() {
+        return;
+    }
+    let (_universe, collective) = se_train::distributed::mpi::init().unwrap();
+    let collective = std::sync::Arc::new(collective);
+    collective.abort_on_panic();
+    let mut buffer = [1.0f32; 4];
+    collective.all_reduce_sum(&mut buffer); // both ranks are up
+    if collective.rank() == 1 {
+        panic!("a bug on rank 1");
+    }
+    collective.all_reduce_sum(&mut buffer); // rank 1 never comes: only the abort ends this
+    unreachable!("rank 0 passed an all-reduce its peer never joined");
+}
+
+/// A panic (not an error) on one rank ends the whole job through the panic hook, instead of
+/// leaving the other ranks waiting in their next collective call.
+#[test]
+fn a_panicking_rank_aborts_the_job() {
+    let _one_job = JOBS.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let mut job = mpirun(2)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rank_of_the_panicking_job",
+            "--ignored",
+            "--nocapture", // the messages of a process that aborts are never replayed
+            "--test-threads",
+            "1",
+        ])
+        .env("SE_MPI_TEST_PANIC", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > ABORT_BOUND {
+            let _ = job.kill();
+            panic!("the job still runs {ABORT_BOUND:?} after a rank panicked");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut job.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("a bug on rank 1"), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 of 2 panicked: aborting the MPI job"),
+        "{stderr}"
     );
 }
