@@ -118,8 +118,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for `modules` SE modules and `classes` classes, keeping the per-image
-    /// weights of the modules `keep_modules` says for the images of `keep_classes`.
+    /// A recorder for `classes` classes and one SE module per entry of `keep_modules`, keeping
+    /// the per-image weights of the modules marked there for the images of `keep_classes`.
     pub fn new(classes: usize, keep_modules: Vec<bool>, keep_classes: Vec<usize>) -> Self {
         let modules = keep_modules.len();
         Self {
