@@ -5,8 +5,8 @@ exports every family: the interop fixtures with their PyTorch weights (timm SE-R
 SE-ResNeXt, ECA and CBAM ResNets, torchvision ResNet, Cadene SE-ResNet and SE-ResNeXt: basic and
 bottleneck blocks, grouped convolutions, the Caffe stem) and random-weight models for sSE, scSE,
 CBAM on bottlenecks, the SE-PRE, SE-POST and SE-Identity placements, max squeeze and the tanh
-gate. With SE_ONNX_PARITY_DIR set it writes each graph, its input and our logits. This script
-runs that test, checks each graph with `onnx.checker`, runs it in ONNX Runtime (all graph
+gate, NoSqueeze with the ReLU gate. With SE_ONNX_PARITY_DIR set it writes each graph, its input
+and our logits. This script runs that test, checks each graph with `onnx.checker`, runs it in ONNX Runtime (all graph
 optimisations) on the input and on its first image alone (a batch of another size), and prints
 the largest absolute difference from our logits per model; it exits non-zero above 1e-4.
 

@@ -548,6 +548,16 @@ fn onnx_export_is_a_valid_graph_of_every_family() {
         "se_max_tanh",
         resnet().with_attention(BlockAttentionConfig::of(AttentionConfig::Se(max_tanh))),
     ));
+    // The paper's NoSqueeze (the FCs at every position) with the ReLU gate.
+    let no_squeeze_relu = SqueezeExcitationConfig::paper(16)
+        .with_squeeze(se_core::Squeeze::None)
+        .with_gate(se_core::Gate::Relu);
+    extra.push((
+        "se_nosqueeze_relu",
+        resnet().with_attention(BlockAttentionConfig::of(AttentionConfig::Se(
+            no_squeeze_relu,
+        ))),
+    ));
     for (name, config) in extra {
         let (model, input) = random(config.clone());
         models.push((name.to_string(), config, model, input));
