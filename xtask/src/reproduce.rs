@@ -307,6 +307,12 @@ struct RunResult {
     images_per_second: Option<f64>,
 }
 
+/// Whether `dir` holds a checkpoint to resume from: the folder is made when training starts,
+/// its files when the first epoch ends.
+fn has_checkpoint(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 /// Trains one (arm, seed), resuming a half-finished run and reusing a finished one.
 fn train_arm(
     se: &Path,
@@ -323,12 +329,12 @@ fn train_arm(
         command
             .arg("train")
             .args(["--run-dir", run_dir.to_str().unwrap()]);
-        if run_dir.join("checkpoint").is_dir() {
+        if has_checkpoint(&run_dir.join("checkpoint")) {
             eprintln!("xtask: resuming {}", run_dir.display());
             command.arg("--resume");
         } else {
             // A folder without a checkpoint holds nothing worth keeping (a run killed before
-            // its first epoch ended).
+            // its first epoch ended, whose checkpoint folder may exist but be empty).
             let _ = std::fs::remove_dir_all(run_dir);
             command
                 .args(["--model", arm.model, "--seed", &seed.to_string()])
@@ -502,6 +508,18 @@ mod tests {
         assert!(twice.ends_with("\nafter\n"), "{twice}");
         let other = with_section(&once, "placement:mnist-e1", "p");
         assert!(other.contains("table one") && other.contains("placement:mnist-e1:start"));
+    }
+
+    #[test]
+    fn an_empty_checkpoint_folder_is_not_resumed() {
+        let dir = std::env::temp_dir().join(format!("xtask-checkpoint-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!has_checkpoint(&dir), "no folder");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!has_checkpoint(&dir), "a run killed in its first epoch");
+        std::fs::write(dir.join("model-1.mpk"), b"x").unwrap();
+        assert!(has_checkpoint(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
