@@ -307,10 +307,20 @@ struct RunResult {
     images_per_second: Option<f64>,
 }
 
-/// Whether `dir` holds a checkpoint to resume from: the folder is made when training starts,
-/// its files when the first epoch ends.
+/// Whether `dir` holds a checkpoint to resume from, by `se train --resume`'s rule
+/// (`se_train::RunFolder::last_checkpoint`: a `model-<epoch>.mpk` file). The folder is made when
+/// training starts, its files when the first epoch ends.
 fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+    let is_checkpoint = |name: &str| {
+        name.strip_prefix("model-")
+            .and_then(|rest| rest.strip_suffix(".mpk"))
+            .is_some_and(|epoch| epoch.parse::<usize>().is_ok())
+    };
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_str().is_some_and(is_checkpoint))
+    })
 }
 
 /// Trains one (arm, seed), resuming a half-finished run and reusing a finished one.
@@ -517,6 +527,8 @@ mod tests {
         assert!(!has_checkpoint(&dir), "no folder");
         std::fs::create_dir_all(&dir).unwrap();
         assert!(!has_checkpoint(&dir), "a run killed in its first epoch");
+        std::fs::write(dir.join("model-1.mpk.torn"), b"x").unwrap();
+        assert!(!has_checkpoint(&dir), "a checkpoint set aside as torn");
         std::fs::write(dir.join("model-1.mpk"), b"x").unwrap();
         assert!(has_checkpoint(&dir));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -48,12 +48,14 @@ fn one_wrong_channel_of_one_gradient_fails_the_step_comparison() {
     let x = input([4, 3, 32, 32], 5);
     let step = training_step::<Autodiff<Flex>>(&config, &state, &x, &Default::default());
     let mut wrong = step.clone();
+    let per_channel = 64 * 3 * 3; // one output channel's weights: [64 in, 3, 3]
     let conv = wrong
         .1
-        .iter_mut()
-        .rposition(|g| g.len() == 64 * 64 * 3 * 3)
+        .iter()
+        .rposition(|g| g.len() == 64 * per_channel)
         .expect("SE-ResNet-20 has 64-channel 3x3 convolutions");
-    wrong.1[conv][45 * 576..46 * 576]
+    let channel = 45;
+    wrong.1[conv][channel * per_channel..][..per_channel]
         .iter_mut()
         .for_each(|g| *g = -*g);
     assert_same_step("se_resnet20", &step, &step, GRADIENT_TOLERANCE);
