@@ -494,16 +494,20 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
     let output = se(&args, dir.path());
     assert!(output.status.success(), "{:?}", text(&output));
     let logits = npy::read_npy(&dir.path().join("y.npy")).unwrap();
-    let expected = model
-        .forward(Tensor::from_data(
-            TensorData::new(values, [2, 3, 32, 32]),
-            &device,
-        ))
-        .into_data()
-        .into_vec::<f32>()
-        .unwrap();
+    // `se logits` runs the inference form (BatchNorms folded): the same bits as the library's
+    // folded model, and the eval-mode model's logits to float rounding.
+    let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, [2, 3, 32, 32]), &device);
+    let logits_of = |t: Tensor<Flex, 2>| t.into_data().into_vec::<f32>().unwrap();
+    let unfolded = logits_of(model.clone().forward(x.clone()));
+    let expected = logits_of(model.clone().fold_batch_norms().forward(x));
     assert_eq!(logits.shape, vec![2, 10]);
     assert_eq!(logits.values, expected);
+    for (folded, plain) in expected.iter().zip(&unfolded) {
+        assert!(
+            (folded - plain).abs() <= 1e-5 * plain.abs().max(1.0),
+            "{folded} vs {plain}"
+        );
+    }
 
     let args = [
         "export",

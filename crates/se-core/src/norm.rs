@@ -9,6 +9,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param, RunningState};
+use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -55,6 +56,7 @@ impl BatchNorm2dConfig {
             momentum: self.momentum,
             epsilon: self.epsilon,
             frozen: false,
+            folded: false,
         }
     }
 }
@@ -79,6 +81,10 @@ pub struct BatchNorm2d<B: Backend> {
     /// run, set again when it resumes.
     #[module(skip)]
     pub frozen: bool,
+    /// Folded into the convolution before it ([`fold_into`](Self::fold_into)): the layer
+    /// applies nothing, the convolution's weights and bias do its work.
+    #[module(skip)]
+    pub folded: bool,
 }
 
 impl<B: Backend> BatchNorm2d<B> {
@@ -105,6 +111,9 @@ impl<B: Backend> BatchNorm2d<B> {
     /// SE module after it can reuse as its squeeze (see `block::norm_attention_add_relu`).
     pub fn affine(&self, x: Tensor<B, 4>) -> ChannelAffine<B> {
         let device = x.device();
+        if self.folded {
+            return ChannelAffine::identity(x.dims()[1], None, &device);
+        }
         let (mean, var, plane_means) = if B::ad_enabled(&device) && !self.frozen {
             let (mean, var, plane_means) = self.batch_statistics(x);
             (mean, var, Some(plane_means))
@@ -122,6 +131,38 @@ impl<B: Backend> BatchNorm2d<B> {
             shift,
             plane_means,
         }
+    }
+
+    /// Folds this layer's inference map (running statistics, scale and shift) into `conv`, the
+    /// convolution whose output it normalises: `conv`'s weights are scaled channel by channel
+    /// and its bias becomes the shift, so that `conv` alone computes `norm(conv(x))`, and this
+    /// layer is marked [`folded`](Self::folded) and applies nothing from then on. The inference
+    /// form of a network (ONNX Runtime and TensorRT fold the same way). Doing it twice is
+    /// refused: a second fold would scale the weights again.
+    ///
+    /// # Panics
+    /// If the layer is already folded, or `conv` has another number of output channels.
+    pub fn fold_into(&mut self, conv: &mut Conv2d<B>) {
+        assert!(
+            !self.folded,
+            "this BatchNorm is already folded into its convolution"
+        );
+        let [channels] = self.gamma.dims();
+        let [out_channels, ..] = conv.weight.dims();
+        assert_eq!(channels, out_channels, "BatchNorm and convolution channels");
+        let device = conv.weight.device();
+        let var = self.running_var.value().to_device(&device);
+        let mean = self.running_mean.value().to_device(&device);
+        let scale = self.gamma.val().to_device(&device) / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.beta.val().to_device(&device) - mean * scale.clone();
+        let per_filter = scale.clone().reshape([channels, 1, 1, 1]);
+        conv.weight = conv.weight.clone().map(|w| w * per_filter);
+        let bias = match conv.bias.take() {
+            Some(bias) => bias.val() * scale + shift,
+            None => shift,
+        };
+        conv.bias = Some(Param::from_tensor(bias));
+        self.folded = true;
     }
 
     /// Mean and biased variance per channel, and the mean of every `[H, W]` plane `[N, C]`.
@@ -169,6 +210,19 @@ pub struct ChannelAffine<B: Backend> {
 }
 
 impl<B: Backend> ChannelAffine<B> {
+    /// The map that changes nothing (scale 1, shift 0) over `channels`, carrying `plane_means`.
+    pub fn identity(
+        channels: usize,
+        plane_means: Option<Tensor<B, 2>>,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            scale: Tensor::ones([channels], device),
+            shift: Tensor::zeros([channels], device),
+            plane_means,
+        }
+    }
+
     /// `scale * x + shift`, channel by channel.
     ///
     /// # Shapes
@@ -261,6 +315,39 @@ mod tests {
         // Scale and shift still learn: the gradient reaches gamma.
         let grads = out.sum().backward();
         assert!(bn.gamma.val().grad(&grads).is_some());
+    }
+
+    /// A 1x1 conv `[2x, 3x]` and a BatchNorm that maps channel 0 by `(y - 1) / 2` and channel 1
+    /// by `2 y / 2 - 1`: folded, the conv's weights are `[1, 3]` and its bias `[0, -1]`, and the
+    /// layer then applies nothing.
+    #[test]
+    fn folding_moves_the_batch_norm_into_the_convolution() {
+        let device = Default::default();
+        let mut conv = crate::block::conv(1, 2, 1, 1, 1).init::<TestBackend>(&device);
+        conv.weight = Param::from_tensor(tensor([2.0, 3.0], [2, 1, 1, 1]));
+        let mut bn = BatchNorm2dConfig::new(2).init::<TestBackend>(&device);
+        bn.gamma = Param::from_tensor(Tensor::from_floats([1.0, 2.0], &device));
+        bn.beta = Param::from_tensor(Tensor::from_floats([0.5, -1.0], &device));
+        bn.running_mean = RunningState::new(Tensor::from_floats([1.0, 0.0], &device));
+        bn.running_var = RunningState::new(Tensor::from_floats([4.0 - 1e-5, 4.0 - 1e-5], &device));
+        let x: Tensor<TestBackend, 4> = tensor([1.0, 2.0, 3.0], [1, 1, 1, 3]);
+        let unfolded = bn.forward(conv.forward(x.clone()));
+
+        bn.fold_into(&mut conv);
+        assert!(bn.folded);
+        assert_close(conv.weight.val(), &[1.0, 3.0]);
+        assert_close(conv.bias.as_ref().unwrap().val(), &[0.0, -1.0]);
+        let folded = bn.forward(conv.forward(x));
+        // Channel 0: x; channel 1: 3x - 1.
+        assert_close(folded, &[1.0, 2.0, 3.0, 2.0, 5.0, 8.0]);
+        assert_close(unfolded, &[1.0, 2.0, 3.0, 2.0, 5.0, 8.0]);
+
+        let fold = std::panic::AssertUnwindSafe(|| bn.fold_into(&mut conv));
+        let again = std::panic::catch_unwind(fold);
+        assert!(
+            again.is_err(),
+            "a second fold would scale the weights twice"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! backend without kernels of its own runs.
 
 use burn::prelude::*;
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 use burn::tensor::TensorPrimitive;
 
@@ -88,6 +88,37 @@ pub fn plane_moments_grad<B: Backend>(
     let dx =
         (centred * at(grad.clone(), 1).mul_scalar(2.0) + at(grad, 0)).div_scalar((h * w) as f64);
     dx.reshape([n, c, h, w]).into_primitive().tensor()
+}
+
+/// `relu(conv(x, weight) + bias + residual)` and, if `means`, the mean of every output plane
+/// (see [`Kernels::convolution_fused`](crate::kernels::Kernels::convolution_fused)): the
+/// convolution and the plane pass through [`route`](crate::route), so a backend with kernels
+/// of its own still runs them.
+pub fn convolution_fused<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    residual: Option<FloatTensor<B>>,
+    relu: bool,
+    means: bool,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let y = float::<B, 4>(crate::route::convolution::<B>(x, weight, options));
+    let [n, c, h, w] = y.dims();
+    let scale = Tensor::<B, 2>::ones([n, c], &y.device());
+    let shift = float::<B, 1>(bias).reshape([1, c]).repeat_dim(0, n);
+    let y = float::<B, 4>(crate::route::plane_affine::<B>(
+        y.into_primitive().tensor(),
+        scale.into_primitive().tensor(),
+        shift.into_primitive().tensor(),
+        residual,
+        relu,
+    ));
+    let means = means.then(|| {
+        let planes = y.clone().reshape([n * c, h * w]).mean_dim(1);
+        planes.reshape([n, c]).into_primitive().tensor()
+    });
+    (y.into_primitive().tensor(), means)
 }
 
 /// A float primitive as a tensor.

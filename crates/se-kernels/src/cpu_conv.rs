@@ -17,6 +17,8 @@
 //! Column matrices live in a per-thread buffer kept between calls; output buffers are allocated
 //! uninitialised and zeroed chunk by chunk inside the parallel loops (see `cpu_planes::uninit`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use rayon::prelude::*;
 
 use super::cpu_planes::{assume_init, uninit, zeroed};
@@ -132,19 +134,114 @@ fn split(images: usize) -> Split {
 
 /// `y = conv(x, weight)` without bias, `[n, c_out, oh, ow]` row-major.
 pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
-    geometry.check(Some(x), Some(weight), None);
+    convolve(geometry, x, weight, None)
+}
+
+/// What a convolution does to each band of its output while the GEMM has just written it (in
+/// cache), instead of in passes of its own: `relu(y + bias[c] + residual)`. The inference form
+/// of a network runs every BatchNorm folded into its convolution this way (see se-core's
+/// `BatchNorm2d::fold_into`).
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// Added to every plane of output channel `c`, `[c_out]`.
+    pub bias: &'a [f32],
+    /// Added after the bias, `[n, c_out, oh, ow]`.
+    pub residual: Option<&'a [f32]>,
+    /// Ends with a ReLU.
+    pub relu: bool,
+    /// Takes the mean of every finished plane (an SE module's squeeze).
+    pub plane_means: bool,
+}
+
+/// `relu(conv(x, weight) + bias + residual)` as [`Epilogue`] says, `[n, c_out, oh, ow]`, and the
+/// mean of every output plane, `[n, c_out]`, if it asks for them (zeros otherwise).
+pub fn forward_fused(
+    geometry: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    epilogue: Epilogue,
+) -> (Vec<f32>, Vec<f32>) {
     let g = geometry;
+    assert_eq!(epilogue.bias.len(), g.c_out, "bias size");
+    if let Some(residual) = epilogue.residual {
+        assert_eq!(
+            residual.len(),
+            g.n * g.c_out * g.out_pixels(),
+            "residual size"
+        );
+    }
+    // Each output plane is finished by exactly one band of one GEMM, so each mean is stored
+    // once; atomics only make that visible to safe code across the threads.
+    let means: Vec<AtomicU32> = (0..g.n * g.c_out).map(|_| AtomicU32::new(0)).collect();
+    let y = convolve(g, x, weight, Some((epilogue, &means)));
+    let means = means
+        .into_iter()
+        .map(|m| f32::from_bits(m.into_inner()))
+        .collect();
+    (y, means)
+}
+
+/// The forward pass, with the epilogue (and where to put the plane means) if given.
+fn convolve(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    epilogue: Option<(Epilogue, &[AtomicU32])>,
+) -> Vec<f32> {
+    g.check(Some(x), Some(weight), None);
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
-    each_image(x, in_image, out_image, |col, x, y, split| {
+    let pixels = g.out_pixels();
+    each_image(x, in_image, out_image, |col, image, x, y, split| {
         for group in 0..g.groups {
             let cols = columns(g, x, group, col, split);
             let w = block(weight, group, g.group_out() * g.col_rows());
-            let y = block_mut(y, group, g.group_out() * g.out_pixels());
+            let y = block_mut(y, group, g.group_out() * pixels);
             let w = Mat::row_major(w, g.group_out(), g.col_rows());
-            let cols = Mat::row_major(cols, g.col_rows(), g.out_pixels());
-            gemm(y, w, cols, false, split);
+            let cols = Mat::row_major(cols, g.col_rows(), pixels);
+            // Rows `first..` of this group's output: channels `group * group_out + first..`.
+            let finish = |first: usize, band: &mut [f32]| {
+                let Some((epilogue, means)) = epilogue else {
+                    return;
+                };
+                let first = image * g.c_out + group * g.group_out() + first;
+                for (row, plane) in band.chunks_mut(pixels).enumerate() {
+                    let index = first + row; // image · c_out + channel
+                    let bias = epilogue.bias[index % g.c_out];
+                    let residual = epilogue.residual.map(|r| block(r, index, pixels));
+                    finish_plane(plane, bias, residual, epilogue.relu);
+                    if epilogue.plane_means {
+                        means[index].store(mean(plane).to_bits(), Ordering::Relaxed);
+                    }
+                }
+            };
+            gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
         }
     })
+}
+
+/// `plane = relu(plane + bias + residual)` in place.
+fn finish_plane(plane: &mut [f32], bias: f32, residual: Option<&[f32]>, relu: bool) {
+    match residual {
+        Some(residual) => plane
+            .iter_mut()
+            .zip(residual)
+            .for_each(|(v, r)| *v += bias + r),
+        None => plane.iter_mut().for_each(|v| *v += bias),
+    }
+    if relu {
+        plane.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+}
+
+/// The mean of `values`, summed in eight lanes so that the loop vectorises.
+fn mean(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
+    }
+    (lanes.iter().sum::<f32>() + tail) / values.len() as f32
 }
 
 /// The gradient of the input, `[n, c_in, h, w]`, given the output's gradient `dy`.
@@ -152,7 +249,7 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
     geometry.check(None, Some(weight), Some(dy));
     let g = geometry;
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
-    each_image(dy, out_image, in_image, |col, dy, dx, split| {
+    each_image(dy, out_image, in_image, |col, _, dy, dx, split| {
         for group in 0..g.groups {
             let w = block(weight, group, g.group_out() * g.col_rows());
             let dy = block(dy, group, g.group_out() * g.out_pixels());
@@ -172,14 +269,14 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
 }
 
 /// A new buffer of one `output_image` per image of `input` (`input_image` values each), filled
-/// by `image(scratch, input, output, split)` on each image's input and (zeroed) output: the
-/// images in parallel, or in turn with the work inside each split across the threads (see
+/// by `image(scratch, index, input, output, split)` on each image's input and (zeroed) output:
+/// the images in parallel, or in turn with the work inside each split across the threads (see
 /// [`split`]).
 fn each_image(
     input: &[f32],
     input_image: usize,
     output_image: usize,
-    image: impl Fn(&mut Vec<f32>, &[f32], &mut [f32], Split) + Sync,
+    image: impl Fn(&mut Vec<f32>, usize, &[f32], &mut [f32], Split) + Sync,
 ) -> Vec<f32> {
     let images = input.len() / input_image;
     let mut output = uninit(images * output_image);
@@ -187,15 +284,16 @@ fn each_image(
         Split::Images => output
             .par_chunks_mut(output_image)
             .zip(input.par_chunks(input_image))
-            .for_each(|(out, input)| {
-                with_scratch(|col| image(col, input, zeroed(out), Split::Images))
+            .enumerate()
+            .for_each(|(index, (out, input))| {
+                with_scratch(|col| image(col, index, input, zeroed(out), Split::Images))
             }),
         within => with_scratch(|col| {
             let images = output
                 .chunks_mut(output_image)
                 .zip(input.chunks(input_image));
-            for (out, input) in images {
-                image(col, input, zeroed(out), within);
+            for (index, (out, input)) in images.enumerate() {
+                image(col, index, input, zeroed(out), within);
             }
         }),
     }
@@ -514,6 +612,20 @@ fn gemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, split: Split) {
 
 /// [`gemm`] with the destination stored in either order.
 fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, split: Split) {
+    gemm_then(dst, order, a, b, accumulate, split, &|_, _| {})
+}
+
+/// [`gemm_into`], then `finish(first_row, rows)` on each band of rows of a row-major `dst`
+/// right after the band is computed, while it is in cache.
+fn gemm_then(
+    dst: &mut [f32],
+    order: Order,
+    a: Mat,
+    b: Mat,
+    accumulate: bool,
+    split: Split,
+    finish: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     assert_eq!(a.cols, b.rows);
     assert_eq!(dst.len(), a.rows * b.cols);
     // On all threads, a row-major product runs as one sequential GEMM per band of rows: one
@@ -529,10 +641,19 @@ fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, sp
                     let rows = dst.len() / b.cols;
                     let data = &a.data[i * band * a.row_stride..];
                     let a = Mat { data, rows, ..a };
-                    gemm_into(dst, order, a, b, accumulate, Split::Images)
+                    gemm_into(dst, order, a, b, accumulate, Split::Images);
+                    finish(i * band, dst);
                 });
         }
     }
+    gemm_one(dst, order, a, b, accumulate);
+    if let Order::RowMajor = order {
+        finish(0, dst);
+    }
+}
+
+/// One sequential GEMM.
+fn gemm_one(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool) {
     for m in [a, b] {
         if m.rows > 0 && m.cols > 0 {
             assert!((m.rows - 1) * m.row_stride + (m.cols - 1) * m.col_stride < m.data.len());

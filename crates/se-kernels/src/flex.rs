@@ -22,6 +22,36 @@ impl Kernels for Flex {
         tensor(y, [g.n, g.c_out, oh, ow])
     }
 
+    fn convolution_fused(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        residual: Option<FlexTensor>,
+        relu: bool,
+        means: bool,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        if !all_f32(&[&x, &weight, &bias]) || residual.as_ref().is_some_and(|r| !all_f32(&[r])) {
+            return burn_ops::convolution_fused::<Flex>(
+                x, weight, bias, residual, relu, means, options,
+            );
+        }
+        let [x, weight, bias] = [x, weight, bias].map(|t| t.to_contiguous());
+        let residual = residual.map(|r| r.to_contiguous());
+        let g = geometry(&x, &weight, &options);
+        let epilogue = cpu::Epilogue {
+            bias: bias.storage(),
+            residual: residual.as_ref().map(|r| r.storage()),
+            relu,
+            plane_means: means,
+        };
+        let (y, plane_means) = cpu::forward_fused(&g, x.storage(), weight.storage(), epilogue);
+        let [oh, ow] = g.output_size();
+        let plane_means =
+            means.then(|| FlexTensor::from_data(TensorData::new(plane_means, [g.n, g.c_out])));
+        (tensor(y, [g.n, g.c_out, oh, ow]), plane_means)
+    }
+
     fn convolution_input_grad(
         x: FlexTensor,
         weight: FlexTensor,

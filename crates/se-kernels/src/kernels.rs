@@ -41,6 +41,23 @@ pub(crate) trait Kernels: Backend {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 
+    /// `relu(conv(x, weight) + bias + residual)` (`bias` `[C_out]`, `residual` shaped as the
+    /// output; the ReLU if `relu`) and, if `means`, the mean of every output plane `[N, C_out]`:
+    /// a convolution with its BatchNorm folded in, its block's addition and activation, and an
+    /// SE module's squeeze, in the pass that writes the output. Inference only (no gradient).
+    #[allow(clippy::too_many_arguments)]
+    fn convolution_fused(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: Option<FloatTensor<Self>>,
+        relu: bool,
+        means: bool,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        burn_ops::convolution_fused::<Self>(x, weight, bias, residual, relu, means, options)
+    }
+
     /// `x · scale + shift`, each `[H, W]` plane with its own `scale` and `shift` (`[N, C]`),
     /// plus `residual` (`[N, C, H, W]`) if given, then a ReLU if `relu`: a BatchNorm, an SE
     /// scaling, and a residual block's addition and activation in one pass (the original SENet

@@ -102,6 +102,47 @@ pub fn conv2d<B: Backend>(
     }
 }
 
+/// What [`conv2d_fused`] does to the convolution's output before it returns it:
+/// `relu(y + bias + residual)`.
+#[derive(Debug, Clone)]
+pub struct ConvEpilogue<B: Backend> {
+    /// Added to every plane of each output channel, `[C_out]` (a folded BatchNorm's shift).
+    pub bias: Tensor<B, 1>,
+    /// Added after the bias, shaped as the output (a residual block's shortcut).
+    pub residual: Option<Tensor<B, 4>>,
+    /// Ends with a ReLU.
+    pub relu: bool,
+    /// Also return the mean of every output plane, `[N, C_out]` (an SE module's squeeze).
+    pub plane_means: bool,
+}
+
+/// A convolution and what follows it in an inference network, in one pass over the output:
+/// `relu(conv(x, weight) + bias + residual)` as `epilogue` says, `[N, C_in, H, W]` to
+/// `[N, C_out, H', W']`, and the mean of every output plane `[N, C_out]` if asked. On flex the
+/// CPU kernel applies the epilogue to each band of the output as its GEMM writes it, while it
+/// is in cache; elsewhere it runs as a convolution and a [`plane_affine`]. Inference only: under
+/// autodiff it is correct but records the convolution and the plane pass as separate ops.
+pub fn conv2d_fused<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    options: ConvOptions<2>,
+    epilogue: ConvEpilogue<B>,
+) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
+    let [x, weight] = [x, weight].map(|t| t.into_primitive().tensor());
+    let bias = epilogue.bias.into_primitive().tensor();
+    let residual = epilogue.residual.map(|r| r.into_primitive().tensor());
+    let (y, means) = route::convolution_fused::<B>(
+        x,
+        weight,
+        bias,
+        residual,
+        epilogue.relu,
+        epilogue.plane_means,
+        options,
+    );
+    (float(y), means.map(float))
+}
+
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
@@ -245,6 +286,80 @@ mod tests {
             assert_close(scale.grad(&ours).unwrap(), scale.grad(&burns).unwrap());
             assert_close(shift.grad(&ours).unwrap(), shift.grad(&burns).unwrap());
         }
+    }
+
+    /// The fused convolution (CPU kernel on flex) against a convolution followed by Burn's ops
+    /// for its bias, residual, ReLU and plane means: with and without each part, at batch 1
+    /// (the GEMM split into bands of channels across threads, each band finished on its own)
+    /// and batch 6 (images in parallel), grouped and strided.
+    #[test]
+    fn a_fused_convolution_equals_the_ops_it_replaces() {
+        let device = Default::default();
+        let normal = |dims: [usize; 4]| {
+            Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
+        };
+        let cases = [
+            // (x dims, out channels, kernel, stride, padding, groups)
+            ([1, 8, 9, 9], 40, 3, 1, 1, 1),
+            ([6, 8, 9, 7], 12, 3, 2, 1, 4),
+            ([1, 16, 6, 6], 48, 1, 1, 0, 1),
+            ([6, 6, 5, 5], 8, 1, 1, 0, 2),
+        ];
+        for ([n, c, h, w], co, k, s, p, groups) in cases {
+            let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);
+            let x = normal([n, c, h, w]);
+            let weight = normal([co, c / groups, k, k]);
+            let bias = Tensor::<Flex, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
+            let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
+            let residual = normal(y.dims());
+            for (with_residual, with_relu) in [(false, false), (true, true), (false, true)] {
+                let epilogue = ConvEpilogue {
+                    bias: bias.clone(),
+                    residual: with_residual.then(|| residual.clone()),
+                    relu: with_relu,
+                    plane_means: true,
+                };
+                let (ours, means) =
+                    conv2d_fused(x.clone(), weight.clone(), options.clone(), epilogue);
+                let mut expected = y.clone() + bias.clone().reshape([1, co, 1, 1]);
+                if with_residual {
+                    expected = expected + residual.clone();
+                }
+                if with_relu {
+                    expected = relu(expected);
+                }
+                let [_, _, oh, ow] = expected.dims();
+                let expected_means = expected.clone().reshape([n, co, oh * ow]).mean_dim(2);
+                assert_close(ours, expected);
+                assert_close(means.unwrap(), expected_means.reshape([n, co]));
+            }
+        }
+    }
+
+    /// Exact values: the box filter below, then bias -20 and a ReLU, and the plane's mean.
+    #[test]
+    fn a_fused_box_filter_adds_its_bias_and_clips() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 4>::from_floats(
+            [[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]],
+            &device,
+        );
+        let epilogue = ConvEpilogue {
+            bias: Tensor::from_floats([-20.0], &device),
+            residual: None,
+            relu: true,
+            plane_means: true,
+        };
+        let box_filter = Tensor::<Flex, 4>::ones([1, 1, 3, 3], &device);
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let (y, means) = conv2d_fused(x, box_filter, options, epilogue);
+        // Neighbourhood sums 12 21 16 | 27 45 33 | 24 39 28, less 20, clipped at zero.
+        let expected = [0.0, 1.0, 0.0, 7.0, 25.0, 13.0, 4.0, 19.0, 8.0];
+        assert_eq!(y.into_data().to_vec::<f32>().unwrap(), expected);
+        assert_eq!(
+            means.unwrap().into_data().to_vec::<f32>().unwrap(),
+            [77.0 / 9.0]
+        );
     }
 
     /// A kernel larger than the padded input is refused with a message, not an arithmetic

@@ -63,6 +63,23 @@ pub(crate) fn convolution<B: Backend>(
     route!(B, convolution(x, weight, options), else B::conv2d(x, weight, None, options))
 }
 
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn convolution_fused<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    residual: Option<FloatTensor<B>>,
+    relu: bool,
+    means: bool,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    route!(
+        B,
+        convolution_fused(x, weight, bias, residual, relu, means, options),
+        else burn_ops::convolution_fused::<B>(x, weight, bias, residual, relu, means, options)
+    )
+}
+
 pub(crate) fn plane_affine<B: Backend>(
     x: FloatTensor<B>,
     scale: FloatTensor<B>,

@@ -9,7 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use se_core::block::{conv, conv_forward};
+use se_core::block::{conv, conv_norm};
 use se_core::complexity::{Complexity, Size, conv_bn, linear, window_output};
 use se_core::{
     Attention, BasicBlockConfig, BatchNorm2d, BatchNorm2dConfig, BlockAttentionConfig,
@@ -536,10 +536,10 @@ impl<B: Backend> ResNet<B> {
         for part in parts.clone().filter(|&part| part < 5) {
             x = match part {
                 0 => {
-                    let mut x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
+                    let mut x = conv_norm(&self.conv1, &self.bn1, x, None, true);
                     for (conv, bn) in [(&self.conv2, &self.bn2), (&self.conv3, &self.bn3)] {
                         if let (Some(conv), Some(bn)) = (conv, bn) {
-                            x = bn.forward_relu(conv_forward(conv, x));
+                            x = conv_norm(conv, bn, x, None, true);
                         }
                     }
                     match &self.maxpool {
@@ -643,6 +643,44 @@ impl<B: Backend> ResNet<B> {
     pub fn reset_classifier(mut self, num_classes: usize, device: &B::Device) -> Self {
         let features = self.fc.weight.lazy_shape()[0];
         self.fc = LinearConfig::new(features, num_classes).init(device);
+        self
+    }
+
+    /// The inference form of the network: every BatchNorm that follows a convolution (stem,
+    /// blocks, shortcuts) folded into that convolution's weights and bias from its running
+    /// statistics, as ONNX Runtime and TensorRT deploy a ResNet. The convolutions then finish
+    /// their own output (bias, residual addition, ReLU, and an SE module's squeeze) in the pass
+    /// that writes it. Same logits as the model in evaluation mode, to float rounding; for
+    /// inference only (a folded BatchNorm no longer normalises by batch statistics, so training
+    /// it is not training the original network), and its weights no longer fit the unfolded
+    /// model's files (the convolutions gained biases), which strict loading refuses.
+    ///
+    /// ```
+    /// # use burn::backend::Flex;
+    /// let device = Default::default();
+    /// let model = se_models::zoo::se_resnet20().init::<Flex>(&device).fold_batch_norms();
+    /// let x = burn::tensor::Tensor::<Flex, 4>::zeros([1, 3, 32, 32], &device);
+    /// assert_eq!(model.forward(x).dims(), [1, 10]);
+    /// ```
+    pub fn fold_batch_norms(mut self) -> Self {
+        self.bn1.fold_into(&mut self.conv1);
+        let stem = [
+            (&mut self.conv2, &mut self.bn2),
+            (&mut self.conv3, &mut self.bn3),
+        ];
+        for (conv, bn) in stem {
+            if let (Some(conv), Some(bn)) = (conv, bn) {
+                bn.fold_into(conv);
+            }
+        }
+        for stage in [
+            &mut self.layer1,
+            &mut self.layer2,
+            &mut self.layer3,
+            &mut self.layer4,
+        ] {
+            stage.iter_mut().for_each(ResidualBlock::fold_batch_norms);
+        }
         self
     }
 

@@ -411,3 +411,89 @@ fn the_smallest_input_follows_the_stem() {
     assert_eq!(se_models::zoo::se_resnet20().min_input_size(), 1);
     assert_eq!(se_models::zoo::legacy_se_resnet50().min_input_size(), 5);
 }
+
+/// Gives every BatchNorm of `model` its own scale, shift and running statistics, so that
+/// folding them has something to fold (fresh ones are the identity map).
+fn randomize_batch_norms(model: &mut se_models::ResNet<B>) {
+    let device = Default::default();
+    let uniform = |c: usize, low: f64, high: f64| {
+        Tensor::<B, 1>::random([c], Distribution::Uniform(low, high), &device)
+    };
+    let mut norms = vec![&mut model.bn1];
+    norms.extend(model.bn2.as_mut());
+    norms.extend(model.bn3.as_mut());
+    for stage in [
+        &mut model.layer1,
+        &mut model.layer2,
+        &mut model.layer3,
+        &mut model.layer4,
+    ] {
+        for block in stage.iter_mut() {
+            norms.extend(block.batch_norms_mut());
+        }
+    }
+    for bn in norms {
+        let [c] = bn.gamma.dims();
+        bn.gamma = Param::from_tensor(uniform(c, 0.5, 1.5));
+        bn.beta = Param::from_tensor(uniform(c, -0.5, 0.5));
+        bn.running_mean = burn::module::RunningState::new(uniform(c, -0.5, 0.5));
+        bn.running_var = burn::module::RunningState::new(uniform(c, 0.5, 2.0));
+    }
+}
+
+/// Asserts that the inference form (BatchNorms folded into the convolutions, their epilogues
+/// finishing the blocks) gives the logits of the model in evaluation mode, to 1e-4 of the
+/// largest logit, on `input`.
+fn assert_folding_keeps_the_logits(name: &str, config: ResNetConfig, input: [usize; 4]) {
+    let device = Default::default();
+    let mut model = config.init::<B>(&device);
+    randomize_batch_norms(&mut model);
+    let x = random::<B>(input);
+    let plain = model.forward(x.clone());
+    let folded = model.fold_batch_norms().forward(x);
+    let scale = plain
+        .clone()
+        .abs()
+        .max()
+        .into_scalar()
+        .elem::<f32>()
+        .max(1.0);
+    let diff = (plain - folded).abs().max().into_scalar().elem::<f32>();
+    assert!(
+        diff <= 1e-4 * scale,
+        "{name}: folded logits differ by {diff} (largest logit {scale})"
+    );
+}
+
+/// Every registered model (one block per stage, ImageNet widths halved to stay fast), every SE
+/// placement and squeeze, at batch 1 (each convolution split across threads) and batch 5
+/// (images in parallel).
+#[test]
+fn the_folded_inference_form_gives_the_same_logits_for_every_family() {
+    use se_core::{AttentionConfig, SePlacement, Squeeze, SqueezeExcitationConfig};
+    for entry in MODELS {
+        let config = (entry.config)();
+        let stages = config.layers.len();
+        let (config, input) = match entry.family {
+            Family::ImageNet => {
+                let widths = config.widths.iter().map(|w| w / 2).collect();
+                let config = ResNetConfig { widths, ..config };
+                (config, [1, 3, 64, 64])
+            }
+            Family::Cifar => (config, [5, 3, 32, 32]),
+        };
+        assert_folding_keeps_the_logits(entry.name, with_layers(config, &vec![1; stages]), input);
+    }
+    let placements = [SePlacement::Pre, SePlacement::Post, SePlacement::Identity];
+    for placement in placements {
+        let mut config = with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]);
+        config.attention.placement = placement;
+        assert_folding_keeps_the_logits(&format!("{placement:?}"), config, [2, 3, 16, 16]);
+    }
+    for squeeze in [Squeeze::Max, Squeeze::None] {
+        let se = SqueezeExcitationConfig::paper(16).with_squeeze(squeeze);
+        let mut config = with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]);
+        config.attention.module = Some(AttentionConfig::Se(se));
+        assert_folding_keeps_the_logits(&format!("{squeeze:?}"), config, [2, 3, 16, 16]);
+    }
+}

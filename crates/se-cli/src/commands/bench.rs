@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// One JSON object per measurement instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Time inference on the training graph (BatchNorms as layers) instead of the inference
+    /// form `se eval` and `se predict` run (BatchNorms folded into the convolutions): what the
+    /// folding buys.
+    #[arg(long)]
+    pub unfolded: bool,
 }
 
 /// One measurement.
@@ -96,15 +101,21 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Eval-mode forward passes of a `[batch, C, size, size]` input; seconds per batch.
+/// Eval-mode forward passes of a `[batch, C, size, size]` input, through the inference form
+/// unless `unfolded`; seconds per batch.
 fn time_inference(
     config: &ResNetConfig,
-    batch: usize,
-    size: usize,
+    (batch, size): (usize, usize),
     repeat: usize,
+    unfolded: bool,
     device: &burn::tensor::Device<Backend>,
 ) -> f64 {
     let model = config.init::<Backend>(device);
+    let model = if unfolded {
+        model
+    } else {
+        model.fold_batch_norms()
+    };
     let x = Tensor::<Backend, 4>::random(
         [batch, config.in_channels, size, size],
         Distribution::Default,
@@ -172,7 +183,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         };
         let mut rows = Vec::new();
         if args.batch > 0 {
-            let seconds = time_inference(&config, args.batch, size, args.repeat, &device);
+            let shape = (args.batch, size);
+            let seconds = time_inference(&config, shape, args.repeat, args.unfolded, &device);
             rows.push(measure("infer", args.batch, seconds));
         }
         if args.train_batch > 0 {

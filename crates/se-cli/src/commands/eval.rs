@@ -118,6 +118,7 @@ pub(crate) fn run_model_and_data<B: Backend>(
 
 fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     let (weights, model, info, data) = run_model_and_data::<B>(&args.weights, &args.data, device)?;
+    let model = model.fold_batch_norms();
     let report = se_train::evaluate(&model, data.test, &info, args.batch_size, device);
     if let Some(error) = data.faults.first() {
         bail!("{error} (the evaluation stopped being valid there)");
@@ -163,6 +164,7 @@ fn predict_on<B: Backend>(args: &PredictArgs, device: &B::Device) -> Result<()> 
     let run = RunFolder(args.weights.run_dir.clone());
     let weights = args.weights.weights(&run)?;
     let (model, info) = run.load_model::<B>(&weights, device)?;
+    let model = model.fold_batch_norms();
     for path in &args.images {
         let image = se_train::load_image(path, info.channels)?;
         println!("{}:", path.display());

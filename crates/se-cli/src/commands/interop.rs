@@ -264,7 +264,7 @@ pub fn logits(args: &LogitsArgs) -> Result<()> {
     };
     let device = backend::device()?;
     let x = Tensor::<Backend, 4>::from_data(TensorData::new(input.values, shape), &device);
-    let logits = model.forward(x);
+    let logits = model.fold_batch_norms().forward(x);
     let dims = logits.dims().to_vec();
     let values = logits
         .into_data()

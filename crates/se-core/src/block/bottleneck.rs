@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::conv::{Downsample, batch_norm, conv, conv_forward};
+use super::conv::{Downsample, batch_norm, conv, conv_norm};
 use super::{
     BlockAttentionConfig, SePlacement, build_attention, residual_forward, shared_complexity,
 };
@@ -135,6 +135,17 @@ pub struct Bottleneck<B: Backend> {
 }
 
 impl<B: Backend> Bottleneck<B> {
+    /// Folds each convolution's BatchNorm into it, the shortcut's too: the inference form (see
+    /// [`BatchNorm::fold_into`]).
+    pub fn fold_batch_norms(&mut self) {
+        self.bn1.fold_into(&mut self.conv1);
+        self.bn2.fold_into(&mut self.conv2);
+        self.bn3.fold_into(&mut self.conv3);
+        if let Some(downsample) = &mut self.downsample {
+            downsample.fold_batch_norm();
+        }
+    }
+
     /// Every BatchNorm of the block: its own, the shortcut's and the attention module's.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm<B>> {
         let mut norms = vec![&mut self.bn1, &mut self.bn2, &mut self.bn3];
@@ -153,11 +164,10 @@ impl<B: Backend> Bottleneck<B> {
     /// [`forward`](Self::forward), showing the SE module's channel weights to `hook`.
     pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
         let branch = |x| {
-            let x = self.bn1.forward_relu(conv_forward(&self.conv1, x));
-            let x = self.bn2.forward_relu(conv_forward(&self.conv2, x));
-            conv_forward(&self.conv3, x)
+            let x = conv_norm(&self.conv1, &self.bn1, x, None, true);
+            conv_norm(&self.conv2, &self.bn2, x, None, true)
         };
-        let (se, placement) = (&self.se, self.placement);
-        residual_forward(x, se, placement, &self.downsample, branch, &self.bn3, hook)
+        let (se, placement, last) = (&self.se, self.placement, (&self.conv3, &self.bn3));
+        residual_forward(x, se, placement, &self.downsample, branch, last, hook)
     }
 }

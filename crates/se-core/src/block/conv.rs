@@ -7,9 +7,9 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, s};
-use se_kernels::conv2d;
+use se_kernels::{ConvEpilogue, conv2d, conv2d_fused, plane_affine};
 
-use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig, ChannelAffine};
 
 /// Weight initialisation of convolutions as in torchvision/timm ResNets: Kaiming normal, fan-out,
 /// ReLU gain.
@@ -45,12 +45,26 @@ pub fn conv(
 /// downsampling shortcut. Asymmetric or "same" padding (never used by the models) goes to Burn's
 /// `Conv2d::forward`.
 pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    match kernel_input(conv, x) {
+        Ok((x, options)) => conv2d(x, conv.weight.val(), bias, options),
+        Err(x) => conv.forward(x),
+    }
+}
+
+/// The input and options `conv` runs with through the kernels, or the input back if its
+/// padding is one they do not take (asymmetric or "same"). See [`conv_forward`] for why a
+/// strided 1x1 convolution runs on a subsampled input.
+fn kernel_input<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Result<(Tensor<B, 4>, ConvOptions<2>), Tensor<B, 4>> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
             [top, left]
         }
-        _ => return conv.forward(x),
+        _ => return Err(x),
     };
     let [sh, sw] = conv.stride;
     let strided_pointwise = conv.kernel_size == [1, 1] && [sh, sw] != [1, 1] && padding == [0, 0];
@@ -59,13 +73,86 @@ pub fn conv_forward<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 
     } else {
         (x, conv.stride)
     };
-    let options = ConvOptions::new(stride, padding, conv.dilation, conv.groups);
-    conv2d(
+    Ok((
         x,
-        conv.weight.val(),
-        conv.bias.as_ref().map(|b| b.val()),
-        options,
-    )
+        ConvOptions::new(stride, padding, conv.dilation, conv.groups),
+    ))
+}
+
+/// `relu(norm(conv(x)) + residual)`, the residual and the ReLU if asked: a convolution and
+/// its BatchNorm as every block and stem runs them. With `norm` folded into `conv` (the
+/// inference form, [`BatchNorm::fold_into`]) it is one convolution whose epilogue adds the bias
+/// and the residual and clips while the output is in cache; otherwise the convolution and one
+/// [`plane_affine`](se_kernels::plane_affine) pass.
+pub fn conv_norm<B: Backend>(
+    conv: &Conv2d<B>,
+    norm: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+) -> Tensor<B, 4> {
+    if norm.folded {
+        return conv_fused(conv, x, residual, relu, false).0;
+    }
+    let y = conv_forward(conv, x);
+    norm.affine(y.clone()).apply_then(y, residual, relu)
+}
+
+/// `conv(x)` and the per-channel map its BatchNorm `norm` applies to it, with the mean of
+/// every output plane where it comes for free: the start of a block's fused end (see
+/// `fused::norm_attention_add_relu`). With `norm` folded, the convolution already is the
+/// normalised map (the identity follows) and its epilogue took the plane means.
+pub(crate) fn conv_then_norm<B: Backend>(
+    conv: &Conv2d<B>,
+    norm: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+) -> (Tensor<B, 4>, ChannelAffine<B>) {
+    if norm.folded {
+        let (y, means) = conv_fused(conv, x, None, false, true);
+        let affine = ChannelAffine::identity(y.dims()[1], means, &y.device());
+        return (y, affine);
+    }
+    let y = conv_forward(conv, x);
+    let affine = norm.affine(y.clone());
+    (y, affine)
+}
+
+/// `relu(conv(x) + bias + residual)` in one [`conv2d_fused`] call, and the plane means if
+/// `means`.
+fn conv_fused<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+    means: bool,
+) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
+    let [out_channels, ..] = conv.weight.dims();
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([out_channels], &conv.weight.device()),
+    };
+    let epilogue = ConvEpilogue {
+        bias,
+        residual,
+        relu,
+        plane_means: means,
+    };
+    match kernel_input(conv, x) {
+        Ok((x, options)) => conv2d_fused(x, conv.weight.val(), options, epilogue),
+        Err(x) => {
+            // Padding the kernels do not take: Burn's convolution (with the bias), then the rest.
+            let y = conv.forward(x);
+            let [n, c, h, w] = y.dims();
+            let device = y.device();
+            let (scale, shift) = (
+                Tensor::ones([n, c], &device),
+                Tensor::zeros([n, c], &device),
+            );
+            let y = plane_affine(y, scale, shift, epilogue.residual, relu);
+            let means = means.then(|| y.clone().reshape([n, c, h * w]).mean_dim(2).reshape([n, c]));
+            (y, means)
+        }
+    }
 }
 
 /// Builds a BatchNorm over `channels`, its scale initialised to zero when `zero_gamma` (the
@@ -114,6 +201,11 @@ impl<B: Backend> Downsample<B> {
 impl<B: Backend> Downsample<B> {
     /// `[N, C_in, H, W] → [N, C_out, H / stride, W / stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(conv_forward(&self.conv, x))
+        conv_norm(&self.conv, &self.bn, x, None, false)
+    }
+
+    /// Folds the BatchNorm into the convolution (see [`BatchNorm::fold_into`]).
+    pub fn fold_batch_norm(&mut self) {
+        self.bn.fold_into(&mut self.conv);
     }
 }

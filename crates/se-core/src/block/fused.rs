@@ -1,24 +1,31 @@
-//! The end of every residual block, BatchNorm → attention → addition → ReLU, as one kernel pass.
+//! The end of every residual block, convolution → BatchNorm → attention → addition → ReLU, in as
+//! few kernel passes as the attention allows.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use se_kernels::plane_affine;
 
+use burn::nn::conv::Conv2d;
+
+use super::conv::{conv_norm, conv_then_norm};
 use crate::attention::Attention;
 use crate::norm::BatchNorm2d as BatchNorm;
 use crate::squeeze_excitation::Hook;
 
-/// `relu(attention(norm(x)) + shortcut)`, the end of every residual block, in one pass over the
-/// map where the attention allows it. A BatchNorm is a per-channel affine map `y = a·x + b`, so
+/// `relu(attention(norm(conv(x))) + shortcut)`, the end of every residual block, in one pass
+/// over the map after the convolution where the attention allows it. A BatchNorm is a per-channel affine map `y = a·x + b`, so
 /// the mean of each plane of `y` is `a·mean(x) + b`, and an SE module's output `w·y` (weights
 /// `w` from those means) is `(a·w)·x + b·w`: the SE's squeeze reads means the BatchNorm already
 /// has (in training) or a `[N, C]` product (in inference), its scaling rides on the
 /// BatchNorm's, and the addition and ReLU ride on both (one [`plane_affine`] kernel, as the
 /// original SENet release fused SE into the addition with its Caffe "Axpy" layer). Exact, not
-/// an approximation; other attention modules run between the BatchNorm and the addition.
+/// an approximation; other attention modules run between the BatchNorm and the addition. In the
+/// inference form (BatchNorm folded into `conv`) the convolution's epilogue takes the SE's
+/// plane means, or the addition and ReLU themselves when there is no attention.
 /// `hook` sees the SE's channel weights.
 pub(super) fn norm_attention_add_relu<B: Backend>(
+    conv: &Conv2d<B>,
     norm: &BatchNorm<B>,
     attention: Option<&Attention<B>>,
     x: Tensor<B, 4>,
@@ -26,14 +33,17 @@ pub(super) fn norm_attention_add_relu<B: Backend>(
     hook: Hook<'_, B>,
 ) -> Tensor<B, 4> {
     let se = match attention {
-        None => return norm.affine(x.clone()).apply_then(x, Some(shortcut), true),
+        None => return conv_norm(conv, norm, x, Some(shortcut), true),
         Some(attention) => match attention.as_mean_excitation() {
-            None => return relu(attention.forward_hooked(norm.forward(x), hook) + shortcut),
+            None => {
+                let y = conv_norm(conv, norm, x, None, false);
+                return relu(attention.forward_hooked(y, hook) + shortcut);
+            }
             Some(se) => se,
         },
     };
+    let (x, affine) = conv_then_norm(conv, norm, x);
     let [n, c, h, w] = x.dims();
-    let affine = norm.affine(x.clone());
     let plane_means = affine.plane_means.clone().unwrap_or_else(|| {
         x.clone()
             .reshape([n * c, h * w])

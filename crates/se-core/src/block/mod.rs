@@ -16,6 +16,7 @@ mod tests;
 
 use burn::config::Config;
 use burn::module::Module;
+use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -26,7 +27,7 @@ use crate::squeeze_excitation::Hook;
 
 pub use basic::{BasicBlock, BasicBlockConfig};
 pub use bottleneck::{Bottleneck, BottleneckConfig};
-pub use conv::{Downsample, conv, conv_forward, conv_initializer};
+pub use conv::{Downsample, conv, conv_forward, conv_initializer, conv_norm};
 use fused::norm_attention_add_relu;
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
@@ -108,39 +109,41 @@ pub(super) fn shared_complexity(
     cost
 }
 
-/// The wiring every residual block shares: `relu(norm(branch(x)) + shortcut(x))`, with the SE
-/// module wherever its placement says. `branch` is the block's own residual function up to its
-/// last convolution, `norm` the BatchNorm after that convolution; `hook` sees the SE's weights.
+/// The wiring every residual block shares: `relu(norm(conv(branch(x))) + shortcut(x))`, with
+/// the SE module wherever its placement says. `branch` is the block's own residual function up
+/// to its last convolution `conv` (it returns that convolution's input), `norm` the BatchNorm
+/// after `conv`; `hook` sees the SE's weights.
 pub(super) fn residual_forward<B: Backend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
     placement: SePlacement,
     downsample: &Option<Downsample<B>>,
     branch: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
-    norm: &BatchNorm<B>,
+    (conv, norm): (&Conv2d<B>, &BatchNorm<B>),
     hook: Hook<'_, B>,
 ) -> Tensor<B, 4> {
     let shortcut = match downsample {
         Some(downsample) => downsample.forward(x.clone()),
         None => x.clone(),
     };
+    let end = |attention, x, shortcut, hook| {
+        norm_attention_add_relu(conv, norm, attention, branch(x), shortcut, hook)
+    };
     let Some(module) = se else {
-        return norm_attention_add_relu(norm, None, branch(x), shortcut, None);
+        return end(None, x, shortcut, None);
     };
     match placement {
-        SePlacement::Standard => {
-            norm_attention_add_relu(norm, Some(module), branch(x), shortcut, hook)
-        }
+        SePlacement::Standard => end(Some(module), x, shortcut, hook),
         SePlacement::Pre => {
             let x = module.forward_hooked(x, hook);
-            norm_attention_add_relu(norm, None, branch(x), shortcut, None)
+            end(None, x, shortcut, None)
         }
         SePlacement::Identity => {
             let shortcut = module.forward_hooked(shortcut, hook);
-            norm_attention_add_relu(norm, None, branch(x), shortcut, None)
+            end(None, x, shortcut, None)
         }
         SePlacement::Post => {
-            let out = norm_attention_add_relu(norm, None, branch(x), shortcut, None);
+            let out = end(None, x, shortcut, None);
             module.forward_hooked(out, hook)
         }
     }
@@ -174,6 +177,15 @@ impl<B: Backend> ResidualBlock<B> {
         match self {
             ResidualBlock::Basic(block) => block.se.as_ref(),
             ResidualBlock::Bottleneck(block) => block.se.as_ref(),
+        }
+    }
+
+    /// Folds every BatchNorm that follows a convolution into it: the block's inference form
+    /// (see [`BatchNorm::fold_into`]). The attention module's own BatchNorm, if any, stays.
+    pub fn fold_batch_norms(&mut self) {
+        match self {
+            ResidualBlock::Basic(block) => block.fold_batch_norms(),
+            ResidualBlock::Bottleneck(block) => block.fold_batch_norms(),
         }
     }
 
