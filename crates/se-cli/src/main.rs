@@ -41,6 +41,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Every step frees and allocates the same activation buffers: keep them (see its docs).
+    se_kernels::keep_freed_buffers();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&args),

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod allocator;
 mod autodiff;
 mod burn_ops;
 #[cfg(feature = "flex")]
@@ -52,6 +53,7 @@ use burn::tensor::ops::ConvOptions;
 
 use burn_ops::float;
 
+pub use allocator::keep_freed_buffers;
 pub use route::has_cpu_kernels;
 
 /// `x · scale + shift` plane by plane, then `+ residual` if given, then a ReLU if `relu`: `x`
@@ -290,20 +292,24 @@ mod tests {
 
     /// The fused convolution (CPU kernel on flex) against a convolution followed by Burn's ops
     /// for its bias, residual, ReLU and plane means: with and without each part, at batch 1
-    /// (the GEMM split into bands of channels across threads, each band finished on its own)
-    /// and batch 6 (images in parallel), grouped and strided.
+    /// (the GEMM split into bands of channels across threads, each band finished on its own,
+    /// within each group too) and a batch large enough for images in parallel, grouped and
+    /// strided.
     #[test]
     fn a_fused_convolution_equals_the_ops_it_replaces() {
         let device = Default::default();
         let normal = |dims: [usize; 4]| {
             Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
         };
+        // Enough images for the images-in-parallel split on this machine's threads.
+        let many = 2 * rayon::current_num_threads() + 1;
         let cases = [
             // (x dims, out channels, kernel, stride, padding, groups)
             ([1, 8, 9, 9], 40, 3, 1, 1, 1),
-            ([6, 8, 9, 7], 12, 3, 2, 1, 4),
+            ([1, 8, 9, 9], 80, 3, 1, 1, 2),
+            ([many, 8, 9, 7], 12, 3, 2, 1, 4),
             ([1, 16, 6, 6], 48, 1, 1, 0, 1),
-            ([6, 6, 5, 5], 8, 1, 1, 0, 2),
+            ([many, 6, 5, 5], 8, 1, 1, 0, 2),
         ];
         for ([n, c, h, w], co, k, s, p, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);

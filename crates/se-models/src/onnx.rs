@@ -65,7 +65,11 @@ pub fn save<B: Backend>(
 }
 
 /// The ONNX model of `model` in evaluation mode.
+///
+/// # Panics
+/// If `model` is the folded inference form (ONNX Runtime folds the BatchNorms itself).
 pub fn to_onnx<B: Backend>(model: &ResNet<B>, in_channels: usize) -> ModelProto {
+    model.assert_not_folded("ONNX export");
     let mut graph = Graph::default();
     let x = graph.resnet(model);
     let dims = |fixed: &[Option<usize>], names: &[&str]| -> Vec<Dimension> {

@@ -684,6 +684,21 @@ impl<B: Backend> ResNet<B> {
         self
     }
 
+    /// Whether this is the inference form ([`fold_batch_norms`](Self::fold_batch_norms)).
+    pub fn is_folded(&self) -> bool {
+        self.bn1.folded
+    }
+
+    /// Panics if this is the inference form: its weights are not the network's (folded
+    /// convolutions carry biases and their BatchNorms are spent), so writing them as the
+    /// network's would have a loader apply each BatchNorm twice.
+    pub(crate) fn assert_not_folded(&self, writing: &str) {
+        assert!(
+            !self.is_folded(),
+            "{writing}: the model is the folded inference form; write the model before folding"
+        );
+    }
+
     /// Puts every BatchNorm in evaluation mode for good: normalised by its running statistics,
     /// which stay as they are, even while the rest trains (PyTorch's `bn.eval()` during
     /// fine-tuning; `--freeze-bn`). Scale and shift still learn unless their part is frozen.

@@ -263,7 +263,11 @@ fn shapes<B: Backend>(model: &ResNet<B>) -> BTreeMap<String, Vec<usize>> {
 
 /// Writes `model`'s weights to `path` with the `.mpk` extension, atomically (a crash leaves the
 /// old file or the new one).
+///
+/// # Panics
+/// If `model` is the folded inference form.
 pub fn save<B: Backend>(model: ResNet<B>, path: &Path) -> Result<(), RecorderError> {
+    model.assert_not_folded(&path.display().to_string());
     model.save_file(path.to_path_buf(), &Recorder)
 }
 

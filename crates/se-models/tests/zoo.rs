@@ -465,12 +465,46 @@ fn assert_folding_keeps_the_logits(name: &str, config: ResNetConfig, input: [usi
     );
 }
 
+/// The inference form's weights are not the network's: writing them is refused, in every format.
+#[test]
+fn a_folded_model_is_not_written_as_the_network() {
+    use se_models::interop::{Layout, export_state_dict};
+    let device = Default::default();
+    let model = with_layers(se_models::zoo::se_resnet20(), &[1, 1, 1]).init::<B>(&device);
+    assert!(!model.is_folded());
+    let folded = model.fold_batch_norms();
+    assert!(folded.is_folded());
+    let dir = std::env::temp_dir().join(format!("se-folded-{}", std::process::id()));
+    let path = dir.join("model.mpk");
+    let writes: [(&str, Box<dyn Fn() + '_>); 3] = [
+        (
+            "state dict",
+            Box::new(|| drop(export_state_dict(&folded, Layout::Timm))),
+        ),
+        (
+            "onnx",
+            Box::new(|| drop(se_models::onnx::to_onnx(&folded, 3))),
+        ),
+        (
+            "mpk",
+            Box::new(|| drop(se_models::weights::save(folded.clone(), &path))),
+        ),
+    ];
+    for (format, write) in writes {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(write));
+        assert!(refused.is_err(), "{format}: a folded model was written");
+    }
+    assert!(!path.exists());
+}
+
 /// Every registered model (one block per stage, ImageNet widths halved to stay fast), every SE
-/// placement and squeeze, at batch 1 (each convolution split across threads) and batch 5
-/// (images in parallel).
+/// placement and squeeze, at batch 1 (each convolution split across threads) and a batch large
+/// enough for images in parallel.
 #[test]
 fn the_folded_inference_form_gives_the_same_logits_for_every_family() {
     use se_core::{AttentionConfig, SePlacement, Squeeze, SqueezeExcitationConfig};
+    // Enough images for the convolutions' images-in-parallel split (rayon: a thread per core).
+    let many = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 1;
     for entry in MODELS {
         let config = (entry.config)();
         let stages = config.layers.len();
@@ -480,7 +514,7 @@ fn the_folded_inference_form_gives_the_same_logits_for_every_family() {
                 let config = ResNetConfig { widths, ..config };
                 (config, [1, 3, 64, 64])
             }
-            Family::Cifar => (config, [5, 3, 32, 32]),
+            Family::Cifar => (config, [many, 3, 32, 32]),
         };
         assert_folding_keeps_the_logits(entry.name, with_layers(config, &vec![1; stages]), input);
     }

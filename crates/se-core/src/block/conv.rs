@@ -140,7 +140,8 @@ fn conv_fused<B: Backend>(
     match kernel_input(conv, x) {
         Ok((x, options)) => conv2d_fused(x, conv.weight.val(), options, epilogue),
         Err(x) => {
-            // Padding the kernels do not take: Burn's convolution (with the bias), then the rest.
+            // Padding the kernels do not take: Burn's convolution, which adds `conv.bias` (the
+            // epilogue's bias, or nothing where that is zeros), then the rest.
             let y = conv.forward(x);
             let [n, c, h, w] = y.dims();
             let device = y.device();

@@ -146,7 +146,11 @@ pub fn import_state_dict<B: Backend>(
 /// The model's tensors as a PyTorch state dict in `layout`'s names and shapes (f32), with
 /// the `num_batches_tracked` counters PyTorch's BatchNorm expects, so that
 /// `load_state_dict(strict=True)` accepts it.
+///
+/// # Panics
+/// If `model` is the folded inference form.
 pub fn export_state_dict<B: Backend>(model: &ResNet<B>, layout: Layout) -> StateDict {
+    model.assert_not_folded("state-dict export");
     let mut state = StateDict::new();
     for snapshot in model.collect(None, None, true) {
         let (key, conversion) = torch_name(&snapshot, layout);
