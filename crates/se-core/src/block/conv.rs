@@ -9,7 +9,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, s};
 use se_kernels::{ConvEpilogue, conv2d, conv2d_fused, plane_affine};
 
-use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig, ChannelAffine};
+use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
 
 /// Weight initialisation of convolutions as in torchvision/timm ResNets: Kaiming normal, fan-out,
 /// ReLU gain.
@@ -98,23 +98,17 @@ pub fn conv_norm<B: Backend>(
     norm.affine(y.clone()).apply_then(y, residual, relu)
 }
 
-/// `conv(x)` and the per-channel map its BatchNorm `norm` applies to it, with the mean of
-/// every output plane where it comes for free: the start of a block's fused end (see
-/// `fused::norm_attention_add_relu`). With `norm` folded, the convolution already is the
-/// normalised map (the identity follows) and its epilogue took the plane means.
-pub(crate) fn conv_then_norm<B: Backend>(
+/// `conv(x)` with its folded BatchNorm's bias, and the mean of every output plane `[N, C]`
+/// (an SE module's squeeze), both from one [`conv2d_fused`] pass.
+pub(crate) fn conv_with_plane_means<B: Backend>(
     conv: &Conv2d<B>,
-    norm: &BatchNorm<B>,
     x: Tensor<B, 4>,
-) -> (Tensor<B, 4>, ChannelAffine<B>) {
-    if norm.folded {
-        let (y, means) = conv_fused(conv, x, None, false, true);
-        let affine = ChannelAffine::identity(y.dims()[1], means, &y.device());
-        return (y, affine);
-    }
-    let y = conv_forward(conv, x);
-    let affine = norm.affine(y.clone());
-    (y, affine)
+) -> (Tensor<B, 4>, Tensor<B, 2>) {
+    let (y, means) = conv_fused(conv, x, None, false, true);
+    (
+        y,
+        means.expect("conv_fused returns the plane means it is asked for"),
+    )
 }
 
 /// `relu(conv(x) + bias + residual)` in one [`conv2d_fused`] call, and the plane means if

@@ -8,7 +8,7 @@ use se_kernels::plane_affine;
 
 use burn::nn::conv::Conv2d;
 
-use super::conv::{conv_norm, conv_then_norm};
+use super::conv::{conv_forward, conv_norm, conv_with_plane_means};
 use crate::attention::Attention;
 use crate::norm::BatchNorm2d as BatchNorm;
 use crate::squeeze_excitation::Hook;
@@ -42,7 +42,15 @@ pub(super) fn norm_attention_add_relu<B: Backend>(
             Some(se) => se,
         },
     };
-    let (x, affine) = conv_then_norm(conv, norm, x);
+    if norm.folded {
+        // The convolution's output is already normalised; its epilogue took the plane means.
+        let (x, means) = conv_with_plane_means(conv, x);
+        let weights = se.excite_hooked(means, hook);
+        let zeros = weights.zeros_like();
+        return plane_affine(x, weights, zeros, Some(shortcut), true);
+    }
+    let x = conv_forward(conv, x);
+    let affine = norm.affine(x.clone());
     let [n, c, h, w] = x.dims();
     let plane_means = affine.plane_means.clone().unwrap_or_else(|| {
         x.clone()
