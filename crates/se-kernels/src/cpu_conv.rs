@@ -17,10 +17,13 @@
 //! Column matrices live in a per-thread buffer kept between calls; output buffers are allocated
 //! uninitialised and zeroed chunk by chunk inside the parallel loops (see `cpu_planes::uninit`).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
+use super::cpu_direct::{self as direct, Isa};
 use super::cpu_planes::{assume_init, uninit, zeroed};
 
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
@@ -181,7 +184,8 @@ pub fn forward_fused(
     (y, means)
 }
 
-/// The forward pass, with the epilogue (and where to put the plane means) if given.
+/// The forward pass, with the epilogue (and where to put the plane means) if given: 3x3
+/// stride-1 layers by the direct kernel (`cpu_direct`), all others as im2col + GEMM.
 fn convolve(
     g: &ConvGeometry,
     x: &[f32],
@@ -191,13 +195,10 @@ fn convolve(
     g.check(Some(x), Some(weight), None);
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     let pixels = g.out_pixels();
+    let direct = direct::applies(g).then(|| (Isa::selected(), direct::pack(g, weight)));
     each_image(x, in_image, out_image, |col, image, x, y, split| {
         for group in 0..g.groups {
-            let cols = columns(g, x, group, col, split);
-            let w = block(weight, group, g.group_out() * g.col_rows());
             let y = block_mut(y, group, g.group_out() * pixels);
-            let w = Mat::row_major(w, g.group_out(), g.col_rows());
-            let cols = Mat::row_major(cols, g.col_rows(), pixels);
             // Rows `first..` of this group's output: channels `group * group_out + first..`.
             let finish = |first: usize, band: &mut [f32]| {
                 let Some((epilogue, means)) = epilogue else {
@@ -214,6 +215,30 @@ fn convolve(
                     }
                 }
             };
+            if let Some((isa, packed)) = &direct {
+                let planes = block(x, group, g.group_in() * g.h * g.w);
+                direct::border(*isa, g, planes, col);
+                let blocks = g.group_out().div_ceil(direct::OUT_BLOCK);
+                let packed = block(packed, group, blocks * direct::block_len(g));
+                let padded = col.as_slice();
+                let channels = |(b, band): (usize, &mut [f32])| {
+                    let weights = block(packed, b, direct::block_len(g));
+                    with_buffer(&TILES, |tiles| {
+                        direct::block(*isa, g, padded, weights, band, tiles)
+                    });
+                    finish(b * direct::OUT_BLOCK, band);
+                };
+                let bands = direct::OUT_BLOCK * pixels;
+                match split {
+                    Split::Images => y.chunks_mut(bands).enumerate().for_each(channels),
+                    Split::Within(_) => y.par_chunks_mut(bands).enumerate().for_each(channels),
+                }
+                continue;
+            }
+            let cols = columns(g, x, group, col, split);
+            let w = block(weight, group, g.group_out() * g.col_rows());
+            let w = Mat::row_major(w, g.group_out(), g.col_rows());
+            let cols = Mat::row_major(cols, g.col_rows(), pixels);
             gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
         }
     })
@@ -248,6 +273,16 @@ fn mean(values: &[f32]) -> f32 {
 pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     geometry.check(None, Some(weight), Some(dy));
     let g = geometry;
+    // A 3x3 stride-1 "same" convolution's input gradient is the same kind of convolution of
+    // `dy`, with the kernel flipped and its channel axes swapped: the direct kernel runs it.
+    let transposed = ConvGeometry {
+        c_in: g.c_out,
+        c_out: g.c_in,
+        ..g.clone()
+    };
+    if direct::applies(g) && direct::applies(&transposed) {
+        return convolve(&transposed, dy, &flipped_transpose(g, weight), None);
+    }
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     each_image(dy, out_image, in_image, |col, _, dy, dx, split| {
         for group in 0..g.groups {
@@ -266,6 +301,24 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
             }
         }
     })
+}
+
+/// A 3x3 kernel `[c_out, c_in / groups, 3, 3]` as `[c_in, c_out / groups, 3, 3]`, each group's
+/// input and output channels swapped and every 3x3 filter turned by 180°.
+fn flipped_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let (group_in, group_out) = (g.group_in(), g.group_out());
+    let mut flipped = vec![0.0; weight.len()];
+    for (co, filters) in weight.chunks(group_in * 9).enumerate() {
+        let (group, co_local) = (co / group_out, co % group_out);
+        for (ci_local, filter) in filters.chunks(9).enumerate() {
+            let ci = group * group_in + ci_local;
+            let dst = &mut flipped[(ci * group_out + co_local) * 9..][..9];
+            dst.iter_mut()
+                .zip(filter.iter().rev())
+                .for_each(|(d, s)| *d = *s);
+        }
+    }
+    flipped
 }
 
 /// A new buffer of one `output_image` per image of `input` (`input_image` values each), filled
@@ -381,14 +434,24 @@ pub fn weight_grad(geometry: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 thread_local! {
     /// Each thread's column-matrix buffer, kept between calls: a fresh one per call costs its
     /// page faults every time (a 7 MB buffer for ResNet-50's stem, more than its GEMM).
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's buffer for the direct kernel's output tiles, likewise.
+    static TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer, or a fresh one if the thread's is in use (a
 /// rayon worker that steals another convolution's job while it waits).
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut col) => f(&mut col),
+    with_buffer(&SCRATCH, f)
+}
+
+/// [`with_scratch`] with another of the thread's buffers.
+fn with_buffer<R>(
+    buffer: &'static LocalKey<RefCell<Vec<f32>>>,
+    f: impl FnOnce(&mut Vec<f32>) -> R,
+) -> R {
+    buffer.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => f(&mut buffer),
         Err(_) => f(&mut Vec::new()),
     })
 }

@@ -41,6 +41,8 @@ mod burn_ops;
 #[cfg(feature = "flex")]
 pub mod cpu_conv;
 #[cfg(feature = "flex")]
+pub mod cpu_direct;
+#[cfg(feature = "flex")]
 pub mod cpu_planes;
 #[cfg(feature = "flex")]
 mod flex;
@@ -55,6 +57,7 @@ use burn_ops::float;
 
 pub use allocator::keep_freed_buffers;
 pub use route::has_cpu_kernels;
+pub use route::on_cpu_threads;
 
 /// `x · scale + shift` plane by plane, then `+ residual` if given, then a ReLU if `relu`: `x`
 /// and `residual` `[N, C, H, W]`, `scale` and `shift` `[N, C]`. The original SENet release fused
@@ -161,7 +164,8 @@ mod tests {
 
     /// Our kernels (forward and both gradients, through autodiff) against Burn's own conv2d, on
     /// the shapes SE-ResNets use: 3x3 with and without stride, 1x1 strided and not, grouped
-    /// (ResNeXt), the 7x7/2 stem, a dilated one, and batches on either side of the thread split.
+    /// (ResNeXt), the 7x7/2 stem, a dilated one, the 3x3 ones of the direct kernel, and batches
+    /// on either side of the thread split.
     #[test]
     fn convolution_and_its_gradients_equal_burns() {
         let device = Default::default();
@@ -176,6 +180,10 @@ mod tests {
             ([4, 8, 6, 6], 8, 3, 1, 1, 1, 4),
             ([2, 3, 15, 15], 4, 7, 2, 3, 1, 1),
             ([4, 2, 9, 9], 3, 3, 1, 2, 2, 1),
+            // The direct 3x3 kernel (forward and input gradient): batch 1 split over channel
+            // blocks, a block tail (10 channels), grouped, images in parallel.
+            ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
+            ([5, 16, 6, 16], 16, 3, 1, 1, 1, 2),
         ];
         for ([n, c, h, w], co, k, s, p, d, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [d, d], groups);
@@ -294,7 +302,7 @@ mod tests {
     /// for its bias, residual, ReLU and plane means: with and without each part, at batch 1
     /// (the GEMM split into bands of channels across threads, each band finished on its own,
     /// within each group too) and a batch large enough for images in parallel, grouped and
-    /// strided.
+    /// strided, through the GEMM and the direct 3x3 kernel.
     #[test]
     fn a_fused_convolution_equals_the_ops_it_replaces() {
         let device = Default::default();
@@ -310,6 +318,9 @@ mod tests {
             ([many, 8, 9, 7], 12, 3, 2, 1, 4),
             ([1, 16, 6, 6], 48, 1, 1, 0, 1),
             ([many, 6, 5, 5], 8, 1, 1, 0, 2),
+            // The direct 3x3 kernel: a tail block of 4 channels, grouped.
+            ([1, 8, 9, 17], 20, 3, 1, 1, 1),
+            ([many, 16, 5, 16], 24, 3, 1, 1, 2),
         ];
         for ([n, c, h, w], co, k, s, p, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);

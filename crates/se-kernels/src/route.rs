@@ -32,6 +32,29 @@ pub fn has_cpu_kernels<B: Backend>() -> bool {
     }
 }
 
+/// Runs `f` on one of the CPU kernels' worker threads when `B` is plain `Flex` (inference),
+/// else on this thread.
+///
+/// Why: every parallel loop of a kernel started from a thread outside rayon's pool is injected
+/// into the pool, and the caller sleeps until a worker wakes it; a batch-1 forward pass makes
+/// that round trip for every layer, and on two cores half of its time went to the scheduler.
+/// Started on a worker, the loops fork and join on the pool's own queues, and the calling
+/// thread works instead of sleeping. Inside the pool already, `f` runs in place.
+///
+/// Not under autodiff: a backward pass holds Burn's graph lock while its kernels run parallel
+/// loops, and a worker waiting in such a loop may steal another thread's whole pass, which then
+/// blocks on the same lock beneath the waiting loop: a deadlock (seen with two trainings in one
+/// process). Plain `Flex` takes no lock around its kernels.
+pub fn on_cpu_threads<B: Backend, R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "flex")]
+    if same::<B, burn::backend::Flex>() && rayon::current_thread_index().is_none() {
+        let mut result = None;
+        rayon::scope(|_| result = Some(f()));
+        return result.expect("the scope ran its operation");
+    }
+    f()
+}
+
 /// `route!(B, method(args...), else fallback)`: returns `<K as Kernels>::method(args...)` for the
 /// backend `K` that `B` is, if it is one with kernels; otherwise evaluates `fallback`.
 macro_rules! route {
@@ -132,5 +155,19 @@ mod tests {
         assert!(!has_cpu_kernels::<NdArray<f64>>());
         assert!(!has_cpu_kernels::<NdArray>());
         assert!(!has_cpu_kernels::<Autodiff<NdArray>>());
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn plain_flex_runs_on_a_pool_worker_and_autodiff_in_place() {
+        use burn::backend::{Autodiff, Flex, NdArray};
+        let worker = || rayon::current_thread_index();
+        assert!(on_cpu_threads::<Flex, _>(worker).is_some());
+        // Under autodiff (Burn's graph lock, see `on_cpu_threads`) and elsewhere: this thread.
+        assert_eq!(on_cpu_threads::<Autodiff<Flex>, _>(worker), None);
+        assert_eq!(on_cpu_threads::<NdArray, _>(worker), None);
+        // Nested: in place on the worker already running.
+        let nested = on_cpu_threads::<Flex, _>(|| (worker(), on_cpu_threads::<Flex, _>(worker)));
+        assert_eq!(nested.0, nested.1);
     }
 }

@@ -615,7 +615,7 @@ impl<B: Backend> ResNet<B> {
     /// - `x`: `[N, C_in, H, W]`
     /// - output: `[N, num_classes]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.head(self.feature_map(x))
+        se_kernels::on_cpu_threads::<B, _>(|| self.head(self.feature_map(x)))
     }
 
     /// Global average pool, dropout and classifier on the last feature map.
