@@ -197,48 +197,58 @@ fn convolve(
     let pixels = g.out_pixels();
     let direct = direct::applies(g).then(|| (Isa::selected(), direct::pack(g, weight)));
     each_image(x, in_image, out_image, |col, image, x, y, split| {
+        // Channels `first..` of `group`'s output, just computed (`band`: their planes): the
+        // epilogue, plane by plane, while they are in cache.
+        let finish = |group: usize, first: usize, band: &mut [f32]| {
+            let Some((epilogue, means)) = epilogue else {
+                return;
+            };
+            let first = image * g.c_out + group * g.group_out() + first;
+            for (row, plane) in band.chunks_mut(pixels).enumerate() {
+                let index = first + row; // image · c_out + channel
+                let bias = epilogue.bias[index % g.c_out];
+                let residual = epilogue.residual.map(|r| block(r, index, pixels));
+                finish_plane(plane, bias, residual, epilogue.relu);
+                if epilogue.plane_means {
+                    means[index].store(mean(plane).to_bits(), Ordering::Relaxed);
+                }
+            }
+        };
+        if let Some((isa, packed)) = &direct {
+            // Every group's input bordered at once, then each block of output channels of each
+            // group is one task: grouped layers at batch 1 spread over the threads too.
+            direct::border(*isa, g, x, col);
+            let padded = col.as_slice();
+            let blocks = g.group_out().div_ceil(direct::OUT_BLOCK);
+            let bands: Vec<(usize, usize, &mut [f32])> = y
+                .chunks_mut(g.group_out() * pixels)
+                .enumerate()
+                .flat_map(|(group, y)| {
+                    let bands = y.chunks_mut(direct::OUT_BLOCK * pixels).enumerate();
+                    bands.map(move |(b, band)| (group, b, band))
+                })
+                .collect();
+            let channels = |(group, b, band): (usize, usize, &mut [f32])| {
+                let input = block(padded, group, padded.len() / g.groups);
+                let weights = block(packed, group * blocks + b, direct::block_len(g));
+                with_buffer(&TILES, |tiles| {
+                    direct::block(*isa, g, input, weights, band, tiles)
+                });
+                finish(group, b * direct::OUT_BLOCK, band);
+            };
+            match split {
+                Split::Images => bands.into_iter().for_each(channels),
+                Split::Within(_) => bands.into_par_iter().for_each(channels),
+            }
+            return;
+        }
         for group in 0..g.groups {
             let y = block_mut(y, group, g.group_out() * pixels);
-            // Rows `first..` of this group's output: channels `group * group_out + first..`.
-            let finish = |first: usize, band: &mut [f32]| {
-                let Some((epilogue, means)) = epilogue else {
-                    return;
-                };
-                let first = image * g.c_out + group * g.group_out() + first;
-                for (row, plane) in band.chunks_mut(pixels).enumerate() {
-                    let index = first + row; // image · c_out + channel
-                    let bias = epilogue.bias[index % g.c_out];
-                    let residual = epilogue.residual.map(|r| block(r, index, pixels));
-                    finish_plane(plane, bias, residual, epilogue.relu);
-                    if epilogue.plane_means {
-                        means[index].store(mean(plane).to_bits(), Ordering::Relaxed);
-                    }
-                }
-            };
-            if let Some((isa, packed)) = &direct {
-                let planes = block(x, group, g.group_in() * g.h * g.w);
-                direct::border(*isa, g, planes, col);
-                let blocks = g.group_out().div_ceil(direct::OUT_BLOCK);
-                let packed = block(packed, group, blocks * direct::block_len(g));
-                let padded = col.as_slice();
-                let channels = |(b, band): (usize, &mut [f32])| {
-                    let weights = block(packed, b, direct::block_len(g));
-                    with_buffer(&TILES, |tiles| {
-                        direct::block(*isa, g, padded, weights, band, tiles)
-                    });
-                    finish(b * direct::OUT_BLOCK, band);
-                };
-                let bands = direct::OUT_BLOCK * pixels;
-                match split {
-                    Split::Images => y.chunks_mut(bands).enumerate().for_each(channels),
-                    Split::Within(_) => y.par_chunks_mut(bands).enumerate().for_each(channels),
-                }
-                continue;
-            }
             let cols = columns(g, x, group, col, split);
             let w = block(weight, group, g.group_out() * g.col_rows());
             let w = Mat::row_major(w, g.group_out(), g.col_rows());
             let cols = Mat::row_major(cols, g.col_rows(), pixels);
+            let finish = |first: usize, band: &mut [f32]| finish(group, first, band);
             gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
         }
     })

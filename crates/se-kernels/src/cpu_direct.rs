@@ -61,13 +61,21 @@ impl Isa {
         static SELECTED: OnceLock<Isa> = OnceLock::new();
         *SELECTED.get_or_init(|| {
             let available = Self::available();
-            let forced = std::env::var("SE_KERNELS_ISA").ok().and_then(|name| {
-                available
-                    .iter()
-                    .copied()
-                    .find(|isa| format!("{isa:?}").eq_ignore_ascii_case(&name))
-            });
-            forced.unwrap_or(available[0])
+            let Ok(name) = std::env::var("SE_KERNELS_ISA") else {
+                return available[0];
+            };
+            let forced = available
+                .iter()
+                .copied()
+                .find(|isa| format!("{isa:?}").eq_ignore_ascii_case(&name));
+            forced.unwrap_or_else(|| {
+                eprintln!(
+                    "warning: SE_KERNELS_ISA={name} is not one of this CPU's {available:?}; \
+                     using {:?}",
+                    available[0]
+                );
+                available[0]
+            })
         })
     }
 
@@ -144,8 +152,8 @@ pub(crate) fn pack(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     packed
 }
 
-/// One image's bordered input planes of one group (`planes`: `[c_in / groups, H, W]`), written
-/// into `padded` for [`block`].
+/// One image's bordered input planes (`planes`: `[channels, H, W]`, all groups or one),
+/// written into `padded`; a group's share is its slice for [`block`].
 pub(crate) fn border(isa: Isa, g: &ConvGeometry, planes: &[f32], padded: &mut Vec<f32>) {
     let layout = Layout::new(g, isa);
     let channels = planes.len() / (g.h * g.w);
@@ -251,6 +259,8 @@ unsafe fn run<S: Simd, const V: usize>(args: Args) {
         group_in,
         layout,
     } = args;
+    // The tile of `Isa::tile` positions must be `V` vectors, or the last one reads past `plane`.
+    assert_eq!(layout.positions % (V * S::LANES), 0, "tile size");
     let row = layout.row;
     let taps = [
         0,

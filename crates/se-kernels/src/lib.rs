@@ -169,6 +169,8 @@ mod tests {
     #[test]
     fn convolution_and_its_gradients_equal_burns() {
         let device = Default::default();
+        // Enough images for the images-in-parallel split on this machine's threads.
+        let many = 2 * rayon::current_num_threads() + 1;
         let cases = [
             // (x dims, out channels, kernel, stride, padding, dilation, groups)
             ([6, 4, 9, 7], 5, 3, 1, 1, 1, 1),
@@ -181,9 +183,11 @@ mod tests {
             ([2, 3, 15, 15], 4, 7, 2, 3, 1, 1),
             ([4, 2, 9, 9], 3, 3, 1, 2, 2, 1),
             // The direct 3x3 kernel (forward and input gradient): batch 1 split over channel
-            // blocks, a block tail (10 channels), grouped, images in parallel.
+            // blocks, a block tail (10 channels), grouped with images in parallel, grouped at
+            // batch 1 with more outputs than inputs per group.
             ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
-            ([5, 16, 6, 16], 16, 3, 1, 1, 1, 2),
+            ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
+            ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
         ];
         for ([n, c, h, w], co, k, s, p, d, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [d, d], groups);

@@ -45,6 +45,10 @@ pub fn has_cpu_kernels<B: Backend>() -> bool {
 /// loops, and a worker waiting in such a loop may steal another thread's whole pass, which then
 /// blocks on the same lock beneath the waiting loop: a deadlock (seen with two trainings in one
 /// process). Plain `Flex` takes no lock around its kernels.
+///
+/// `f` runs on a worker's stack (2 MiB unless the global pool was built with another size), and
+/// while one of its loops waits, that worker may run another caller's whole pass first: fine
+/// for a network's forward pass, not for deep recursion.
 pub fn on_cpu_threads<B: Backend, R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "flex")]
     if same::<B, burn::backend::Flex>() && rayon::current_thread_index().is_none() {
