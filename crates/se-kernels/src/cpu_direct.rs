@@ -39,20 +39,24 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// Every ISA this CPU runs, widest first.
-    pub fn available() -> Vec<Isa> {
-        let mut isas = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
+    /// Every ISA this CPU runs, widest first; detected once per process (every kernel call
+    /// checks its ISA against it).
+    pub fn available() -> &'static [Isa] {
+        static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
+        AVAILABLE.get_or_init(|| {
+            let mut isas = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    isas.push(Isa::Avx2);
+                }
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                isas.push(Isa::Avx2);
-            }
-        }
-        isas.push(Isa::Scalar);
-        isas
+            isas.push(Isa::Scalar);
+            isas
+        })
     }
 
     /// The widest ISA this CPU runs, or the one `SE_KERNELS_ISA` (`avx512`, `avx2`, `scalar`)
@@ -192,8 +196,11 @@ pub(crate) fn block(
     assert_eq!(out.len() % (g.h * g.w), 0, "output planes");
     assert!(out.len() <= OUT_BLOCK * g.h * g.w, "output planes");
     assert!(Isa::available().contains(&isa), "{isa:?} on this CPU");
-    tiles.clear();
-    tiles.resize(OUT_BLOCK * layout.positions, 0.0);
+    // Grown, never cleared: `run` stores every value of every tile before it is read.
+    let len = OUT_BLOCK * layout.positions;
+    if tiles.len() < len {
+        tiles.resize(len, 0.0);
+    }
     let args = Args {
         input: padded.as_ptr(),
         weights: packed_block.as_ptr(),
@@ -215,7 +222,7 @@ pub(crate) fn block(
     // Drop the border columns and the rounding.
     for (plane, tile) in out
         .chunks_mut(g.h * g.w)
-        .zip(tiles.chunks(layout.positions))
+        .zip(tiles[..len].chunks(layout.positions))
     {
         for (y, row) in plane.chunks_mut(g.w).enumerate() {
             row.copy_from_slice(&tile[y * layout.row..][..g.w]);
@@ -468,6 +475,9 @@ mod tests {
 
     #[test]
     fn every_isa_gives_the_reference_convolution_exactly() {
+        // One tile buffer for every case, as a thread's is reused: stale values from the case
+        // before must never reach an output.
+        let mut tiles = Vec::new();
         // Odd sizes (tails of tiles and of channel blocks), two groups, a 1-row-high tile.
         for g in [
             geometry(3, 8, 8, 8, 1),
@@ -480,7 +490,7 @@ mod tests {
             let packed = pack(&g, &w);
             let (group_in, group_out) = (g.c_in / g.groups, g.c_out / g.groups);
             let blocks = group_out.div_ceil(OUT_BLOCK);
-            for isa in Isa::available() {
+            for &isa in Isa::available() {
                 let mut y = vec![f32::NAN; g.c_out * g.h * g.w];
                 for group in 0..g.groups {
                     let planes = &x[group * group_in * g.h * g.w..][..group_in * g.h * g.w];
@@ -490,7 +500,7 @@ mod tests {
                     for (b, out) in out.chunks_mut(OUT_BLOCK * g.h * g.w).enumerate() {
                         let packed =
                             &packed[(group * blocks + b) * block_len(&g)..][..block_len(&g)];
-                        block(isa, &g, &padded, packed, out, &mut Vec::new());
+                        block(isa, &g, &padded, packed, out, &mut tiles);
                     }
                 }
                 assert_eq!(y, expected, "{isa:?} on {g:?}");
