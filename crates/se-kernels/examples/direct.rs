@@ -18,39 +18,53 @@ fn main() {
         rayon::current_num_threads()
     );
     println!("| input [n, c, h, w] → c_out | ms | GFLOP/s |\n|---|---|---|");
-    for [n, c, h] in [
-        [1, 16, 32],
-        [1, 32, 16],
-        [1, 64, 8],
-        [32, 16, 32],
-        [32, 32, 16],
-        [32, 64, 8],
-        [1, 64, 56],
-        [1, 128, 28],
-        [1, 256, 14],
-        [1, 512, 7],
-        [8, 64, 56],
-        [8, 128, 28],
-        [8, 256, 14],
+    // [n, c_in, h, c_out, kernel, stride]
+    for [n, c, h, c_out, k, stride] in [
+        [1, 16, 32, 16, 3, 1],
+        [1, 32, 16, 32, 3, 1],
+        [1, 64, 8, 64, 3, 1],
+        [32, 16, 32, 16, 3, 1],
+        [32, 32, 16, 32, 3, 1],
+        [32, 64, 8, 64, 3, 1],
+        [32, 16, 32, 32, 3, 2],
+        [32, 32, 16, 64, 3, 2],
+        [32, 32, 16, 64, 1, 2],
+        [1, 64, 56, 64, 3, 1],
+        [1, 128, 28, 128, 3, 1],
+        [1, 256, 14, 256, 3, 1],
+        [1, 512, 7, 512, 3, 1],
+        [1, 128, 56, 128, 3, 2],
+        [1, 256, 28, 256, 3, 2],
+        [1, 512, 14, 512, 3, 2],
+        [1, 1024, 14, 2048, 1, 2],
+        [1, 3, 224, 64, 7, 2],
+        [8, 64, 56, 64, 3, 1],
+        [8, 128, 28, 128, 3, 1],
+        [8, 256, 14, 256, 3, 1],
+        [8, 512, 7, 512, 3, 1],
     ] {
         let g = ConvGeometry {
             n,
             c_in: c,
             h,
             w: h,
-            c_out: c,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
+            c_out,
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [k / 2, k / 2],
             dilation: [1, 1],
             groups: 1,
         };
+        let [oh, ow] = g.output_size();
+        let macs = n * c * c_out * k * k * oh * ow;
         let x: Vec<f32> = (0..n * c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();
-        let w: Vec<f32> = (0..c * c * 9).map(|i| (i % 7) as f32 * 0.01).collect();
+        let w: Vec<f32> = (0..c_out * c * k * k)
+            .map(|i| (i % 7) as f32 * 0.01)
+            .collect();
         // Run on a pool worker, as the models do (`on_cpu_threads`).
         let ms = rayon::scope(|_| {
             let _ = cpu::forward(&g, &x, &w);
-            let repeat = (2e9 / (2.0 * (n * c * c * 9 * h * h) as f64)).clamp(5.0, 2000.0) as usize;
+            let repeat = (2e9 / (2.0 * macs as f64)).clamp(5.0, 2000.0) as usize;
             let mut times: Vec<f64> = (0..repeat)
                 .map(|_| {
                     let start = Instant::now();
@@ -61,9 +75,9 @@ fn main() {
             times.sort_by(f64::total_cmp);
             times[times.len() / 2]
         });
-        let gflop = 2.0 * (n * c * c * 9 * h * h) as f64 / 1e9;
+        let gflop = 2.0 * macs as f64 / 1e9;
         println!(
-            "| [{n}, {c}, {h}, {h}] → {c} | {ms:.3} | {:.0} |",
+            "| [{n}, {c}, {h}, {h}] → {c_out}, {k}x{k}/{stride} | {ms:.3} | {:.0} |",
             gflop / ms * 1e3
         );
     }

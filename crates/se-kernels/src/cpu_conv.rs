@@ -23,6 +23,7 @@ use std::thread::LocalKey;
 
 use rayon::prelude::*;
 
+use super::cpu_channels_last::{self as channels_last, Plan};
 use super::cpu_direct::{self as direct, Isa};
 use super::cpu_planes::{assume_init, uninit, zeroed};
 
@@ -185,7 +186,9 @@ pub fn forward_fused(
 }
 
 /// The forward pass, with the epilogue (and where to put the plane means) if given: 3x3
-/// stride-1 layers by the direct kernel (`cpu_direct`), all others as im2col + GEMM.
+/// stride-1 layers on planes at least 16 wide by the direct kernel (`cpu_direct`), other
+/// ungrouped layers but 1x1 stride-1 ones by the channels-last kernel (`cpu_channels_last`), the
+/// rest as im2col + GEMM.
 fn convolve(
     g: &ConvGeometry,
     x: &[f32],
@@ -196,6 +199,7 @@ fn convolve(
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     let pixels = g.out_pixels();
     let direct = direct::applies(g).then(|| (Isa::selected(), direct::pack(g, weight)));
+    let plan = channels_last::applies(g).then(|| Plan::new(g, Isa::selected(), weight));
     each_image(x, in_image, out_image, |col, image, x, y, split| {
         // Channels `first..` of `group`'s output, just computed (`band`: their planes): the
         // epilogue, plane by plane, while they are in cache.
@@ -240,6 +244,44 @@ fn convolve(
                 Split::Images => bands.into_iter().for_each(channels),
                 Split::Within(_) => bands.into_par_iter().for_each(channels),
             }
+            return;
+        }
+        if let Some(plan) = &plan {
+            let parallel = matches!(split, Split::Within(_));
+            channels_last::channels_last(g, x, col, parallel);
+            let input = col.as_slice();
+            with_buffer(&BLOCKED, |out| {
+                // Grown, never cleared: `compute` stores every value before it is read.
+                if out.len() < plan.output_len() {
+                    out.resize(plan.output_len(), 0.0);
+                }
+                let out = &mut out[..plan.output_len()];
+                match split {
+                    Split::Images => plan.compute(input, 0..plan.units(), out),
+                    Split::Within(threads) => {
+                        // Two runs of units per thread; a run within one channel block reads
+                        // that block's weights once (batch 1 is weight-bound).
+                        let per_part = plan.units().div_ceil(2 * threads);
+                        out.par_chunks_mut(per_part * plan.unit_len())
+                            .enumerate()
+                            .for_each(|(part, out)| {
+                                let first = part * per_part;
+                                let units = first..first + out.len() / plan.unit_len();
+                                plan.compute(input, units, out)
+                            });
+                    }
+                }
+                // Back to NCHW, 16 channels at a time, each band finished while in cache.
+                let out = &*out;
+                let band = |(b, band): (usize, &mut [f32])| {
+                    plan.planes(out, b * 16, band);
+                    finish(0, b * 16, band);
+                };
+                match split {
+                    Split::Images => y.chunks_mut(16 * pixels).enumerate().for_each(band),
+                    Split::Within(_) => y.par_chunks_mut(16 * pixels).enumerate().for_each(band),
+                }
+            });
             return;
         }
         for group in 0..g.groups {
@@ -447,6 +489,8 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's buffer for the direct kernel's output tiles, likewise.
     static TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's blocked output buffer of the channels-last kernel, likewise.
+    static BLOCKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer, or a fresh one if the thread's is in use (a

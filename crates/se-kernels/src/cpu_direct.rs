@@ -23,6 +23,7 @@
 use std::sync::OnceLock;
 
 use super::cpu_conv::ConvGeometry;
+use crate::simd::{Scalar, Simd};
 
 /// Output channels per register tile (and per block of packed weights).
 pub(crate) const OUT_BLOCK: usize = 8;
@@ -240,18 +241,6 @@ struct Args {
     layout: Layout,
 }
 
-/// The vector operations the kernel needs.
-trait Simd {
-    type V: Copy;
-    const LANES: usize;
-    unsafe fn zero() -> Self::V;
-    unsafe fn splat(value: f32) -> Self::V;
-    unsafe fn load(from: *const f32) -> Self::V;
-    unsafe fn store(to: *mut f32, v: Self::V);
-    /// `a · b + c`.
-    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-}
-
 /// Every tile of one block of output channels: `OUT_BLOCK x positions` values at `args.out`.
 ///
 /// # Safety
@@ -313,96 +302,13 @@ unsafe fn run<S: Simd, const V: usize>(args: Args) {
     }
 }
 
-/// One lane, plain `f32` arithmetic.
-struct Scalar;
-
-impl Simd for Scalar {
-    type V = f32;
-    const LANES: usize = 1;
-    #[inline(always)]
-    unsafe fn zero() -> f32 {
-        0.0
-    }
-    #[inline(always)]
-    unsafe fn splat(value: f32) -> f32 {
-        value
-    }
-    #[inline(always)]
-    unsafe fn load(from: *const f32) -> f32 {
-        unsafe { *from }
-    }
-    #[inline(always)]
-    unsafe fn store(to: *mut f32, v: f32) {
-        unsafe { *to = v }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The x86 vector types and the `target_feature` entry points that compile [`run`] for
-    //! them (the `#[inline(always)]` kernel and operations inline into each).
+    //! The `target_feature` entry points that compile [`run`] for each x86 vector width (the
+    //! `#[inline(always)]` kernel and operations inline into each).
 
-    use std::arch::x86_64::*;
-
-    use super::{Args, Simd, run};
-
-    pub(super) struct Avx512;
-
-    impl Simd for Avx512 {
-        type V = __m512;
-        const LANES: usize = 16;
-        #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            unsafe { _mm512_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(value: f32) -> __m512 {
-            unsafe { _mm512_set1_ps(value) }
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> __m512 {
-            unsafe { _mm512_loadu_ps(from) }
-        }
-        #[inline(always)]
-        unsafe fn store(to: *mut f32, v: __m512) {
-            unsafe { _mm512_storeu_ps(to, v) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-            unsafe { _mm512_fmadd_ps(a, b, c) }
-        }
-    }
-
-    pub(super) struct Avx2;
-
-    impl Simd for Avx2 {
-        type V = __m256;
-        const LANES: usize = 8;
-        #[inline(always)]
-        unsafe fn zero() -> __m256 {
-            unsafe { _mm256_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(value: f32) -> __m256 {
-            unsafe { _mm256_set1_ps(value) }
-        }
-        #[inline(always)]
-        unsafe fn load(from: *const f32) -> __m256 {
-            unsafe { _mm256_loadu_ps(from) }
-        }
-        #[inline(always)]
-        unsafe fn store(to: *mut f32, v: __m256) {
-            unsafe { _mm256_storeu_ps(to, v) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-            unsafe { _mm256_fmadd_ps(a, b, c) }
-        }
-    }
+    use super::{Args, run};
+    use crate::simd::x86::{Avx2, Avx512};
 
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX-512F.

@@ -39,6 +39,8 @@ mod allocator;
 mod autodiff;
 mod burn_ops;
 #[cfg(feature = "flex")]
+mod cpu_channels_last;
+#[cfg(feature = "flex")]
 pub mod cpu_conv;
 #[cfg(feature = "flex")]
 pub mod cpu_direct;
@@ -48,6 +50,8 @@ pub mod cpu_planes;
 mod flex;
 mod kernels;
 mod route;
+#[cfg(feature = "flex")]
+mod simd;
 
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
@@ -188,6 +192,12 @@ mod tests {
             ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
             ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
+            // The channels-last kernel (forward; at least 1024 output pixels): stride 2 at
+            // batch 1 split over units, a 15-wide plane with images in parallel and a channel
+            // tail, a 7x7 stem.
+            ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
+            ([many, 4, 15, 15], 18, 3, 1, 1, 1, 1),
+            ([1, 3, 64, 64], 16, 7, 2, 3, 1, 1),
         ];
         for ([n, c, h, w], co, k, s, p, d, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [d, d], groups);
@@ -325,6 +335,9 @@ mod tests {
             // The direct 3x3 kernel: a tail block of 4 channels, grouped.
             ([1, 8, 9, 17], 20, 3, 1, 1, 1),
             ([many, 16, 5, 16], 24, 3, 1, 1, 2),
+            // The channels-last kernel: stride 2 at batch 1, 15-wide planes in parallel.
+            ([1, 6, 64, 64], 20, 3, 2, 1, 1),
+            ([many, 4, 15, 15], 40, 3, 1, 1, 1),
         ];
         for ([n, c, h, w], co, k, s, p, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);

@@ -1,0 +1,495 @@
+//! Direct convolution through a channels-last copy of the input, for the layers the
+//! bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 16 (ResNet-20's 8x8
+//! stage, ResNet-50's 14x14 and 7x7), stride 2 (every network's downsampling 3x3 and 1x1
+//! layers), other kernel sizes (the 7x7 stem).
+//!
+//! Each image is copied once into a zero-padded channels-last buffer `[H + 2p, W + 2p, C_in]`.
+//! The register tile is `P` output pixels by `CV` vectors of output channels: for each kernel tap
+//! and input channel, `CV` loads of packed weights and `P · CV` fused multiply-adds, each with
+//! one input value broadcast (a memory operand of the FMA). Each pixel's input address is worked
+//! out once per tile, so a tile may be any `P` consecutive output pixels, across rows, at any
+//! stride: no border or rounding waste beyond the last tile of the image (unlike `cpu_direct`,
+//! whose tile is a run of flat bordered positions). The reduction runs in chunks of taps and
+//! input channels whose packed weights fit in L1, each chunk over every tile of the block
+//! (partial sums go back to the output between chunks).
+//!
+//! The output is blocked (`[c_out / channels][pixels][channels]`, ONNX Runtime's `NCHWc`; one
+//! vector store per accumulator), so that every (channel block, tile) is a contiguous share of
+//! it to hand to a thread, and is then transposed into the NCHW output a band of channels at a
+//! time, where the caller's epilogue runs. MLAS keeps the blocked layout between layers; here
+//! NCHW stays the layout between layers, which every other op reads.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::cpu_conv::ConvGeometry;
+use super::cpu_direct::Isa;
+use crate::simd::{Scalar, Simd};
+
+/// Whether this kernel computes this convolution: ungrouped, undilated, at least 16 output
+/// channels (a tile's channel vectors are 16 or 32 wide), a kernel larger than 1x1 (1x1 layers
+/// measured faster as im2col + one GEMM, ~2x at stride 2), a layer `cpu_direct` does not take,
+/// and at least 1024 output pixels over the batch: the weights are repacked on every call, which
+/// costs more than it saves where they are reused less (ResNet-50's 7x7 and 14x14 layers at
+/// batch 1 ran 1.2–3x slower than im2col + GEMM; `examples/direct.rs`).
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    let [oh, ow] = g.output_size();
+    enabled()
+        && g.groups == 1
+        && g.dilation == [1, 1]
+        && g.c_out >= 16
+        && g.kernel != [1, 1]
+        && g.n * oh * ow >= 1024
+        && !super::cpu_direct::applies(g)
+}
+
+/// Whether the kernel runs at all: `SE_KERNELS_CHANNELS_LAST=0` sends its layers to im2col +
+/// GEMM instead (to measure what it buys); decided once per process.
+pub fn enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("SE_KERNELS_CHANNELS_LAST").map_or(true, |v| v != "0"))
+}
+
+/// The register tile for an ISA: output channels per tile (`CV` vectors) and pixels per tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    /// Output channels per tile and per block of packed weights.
+    pub channels: usize,
+    /// Output pixels per tile.
+    pub pixels: usize,
+}
+
+impl Tile {
+    pub(crate) fn of(isa: Isa) -> Self {
+        match isa {
+            // 2 x 8 = 16 accumulators of 32 registers, 2 for the weights.
+            Isa::Avx512 => Tile {
+                channels: 32,
+                pixels: 8,
+            },
+            // 2 x 6 = 12 of 16.
+            Isa::Avx2 => Tile {
+                channels: 16,
+                pixels: 6,
+            },
+            Isa::Scalar => Tile {
+                channels: 4,
+                pixels: 2,
+            },
+        }
+    }
+}
+
+/// One convolution's plan: the ISA, its tile, the packed weights and where each output pixel
+/// reads its input.
+pub(crate) struct Plan {
+    isa: Isa,
+    tile: Tile,
+    /// `[c_out / channels][kh · kw][c_in][channels]`, zero past the last output channel.
+    packed: Vec<f32>,
+    /// For each output pixel (rounded up to whole tiles, the extra ones repeating the last
+    /// pixel), the index in the channels-last input of its top-left tap.
+    pixel_offsets: Vec<usize>,
+    /// The offset of each kernel tap from a pixel's top-left tap.
+    tap_offsets: Vec<usize>,
+    c_in: usize,
+    /// Output channels.
+    c_out: usize,
+    /// Output pixels per image.
+    pixels: usize,
+    /// Values of one image's channels-last input.
+    input_len: usize,
+}
+
+/// Values of packed weights per reduction chunk: 24 KiB, half of a typical L1 data cache.
+const CHUNK: usize = 6 * 1024;
+
+impl Plan {
+    pub(crate) fn new(g: &ConvGeometry, isa: Isa, weight: &[f32]) -> Self {
+        let tile = Tile::of(isa);
+        let [oh, ow] = g.output_size();
+        let [kh, kw] = g.kernel;
+        let padded_w = g.w + 2 * g.padding[1];
+        let pixels = oh * ow;
+        let pixel_offsets = (0..pixels.next_multiple_of(tile.pixels))
+            .map(|q| {
+                let q = q.min(pixels - 1);
+                let (y, x) = (q / ow * g.stride[0], q % ow * g.stride[1]);
+                (y * padded_w + x) * g.c_in
+            })
+            .collect();
+        let tap_offsets = (0..kh * kw)
+            .map(|t| ((t / kw) * padded_w + t % kw) * g.c_in)
+            .collect();
+        Self {
+            isa,
+            tile,
+            packed: pack(g, weight, tile.channels),
+            pixel_offsets,
+            tap_offsets,
+            c_in: g.c_in,
+            c_out: g.c_out,
+            pixels,
+            input_len: (g.h + 2 * g.padding[0]) * padded_w * g.c_in,
+        }
+    }
+
+    /// Blocks of output channels.
+    fn blocks(&self) -> usize {
+        self.c_out.div_ceil(self.tile.channels)
+    }
+
+    /// Tiles of output pixels per block.
+    fn tiles(&self) -> usize {
+        self.pixel_offsets.len() / self.tile.pixels
+    }
+
+    /// Units of work per image: each (channel block, tile), block by block.
+    pub(crate) fn units(&self) -> usize {
+        self.blocks() * self.tiles()
+    }
+
+    /// Values of one unit's output.
+    pub(crate) fn unit_len(&self) -> usize {
+        self.tile.pixels * self.tile.channels
+    }
+
+    /// Values of one image's blocked output, `[blocks][pixels rounded up to tiles][channels]`.
+    pub(crate) fn output_len(&self) -> usize {
+        self.units() * self.unit_len()
+    }
+
+    /// Units `units` of one image's blocked output into `out` (those units' share of it), from
+    /// the image's [`channels_last`] input.
+    pub(crate) fn compute(&self, input: &[f32], units: Range<usize>, out: &mut [f32]) {
+        assert_eq!(input.len(), self.input_len, "channels-last input size");
+        assert_eq!(out.len(), units.len() * self.unit_len(), "output size");
+        assert!(units.end <= self.units(), "units");
+        // Every address the kernel reads: the furthest tap of the furthest pixel, all channels.
+        let furthest = self.pixel_offsets.iter().max().unwrap_or(&0)
+            + self.tap_offsets.last().unwrap_or(&0)
+            + self.c_in;
+        assert!(furthest <= input.len(), "a tap reads past the input");
+        assert!(
+            Isa::available().contains(&self.isa),
+            "{:?} on this CPU",
+            self.isa
+        );
+        let (tiles, k) = (self.tiles(), self.tap_offsets.len() * self.c_in);
+        let mut out = out;
+        // Runs of units within one channel block: one block of weights each.
+        let mut unit = units.start;
+        while unit < units.end {
+            let (block, first_tile) = (unit / tiles, unit % tiles);
+            let last_tile = (units.end - block * tiles).min(tiles);
+            let (tiles_out, rest) = out.split_at_mut((last_tile - first_tile) * self.unit_len());
+            let args = Args {
+                input: input.as_ptr(),
+                weights: &self.packed[block * k * self.tile.channels..][..k * self.tile.channels],
+                pixel_offsets: &self.pixel_offsets[first_tile * self.tile.pixels..]
+                    [..(last_tile - first_tile) * self.tile.pixels],
+                tap_offsets: &self.tap_offsets,
+                c_in: self.c_in,
+                out: tiles_out.as_mut_ptr(),
+            };
+            // SAFETY: the asserts above bound every load (`furthest`) and store (`tiles_out` holds
+            // whole tiles of one block); the ISA is one this CPU runs.
+            unsafe {
+                match self.isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::avx512(args),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::avx2(args),
+                    _ => run::<Scalar, 4, 2>(args),
+                }
+            }
+            out = rest;
+            unit = (block + 1) * tiles;
+        }
+    }
+
+    /// The planes of output channels `first..` (as many as `band` holds) from one image's
+    /// blocked output `out`.
+    pub(crate) fn planes(&self, out: &[f32], first: usize, band: &mut [f32]) {
+        assert_eq!(out.len(), self.output_len(), "blocked output size");
+        assert_eq!(band.len() % self.pixels, 0, "whole planes");
+        let channels = self.tile.channels;
+        for (c, plane) in band.chunks_mut(self.pixels).enumerate() {
+            let (block, lane) = ((first + c) / channels, (first + c) % channels);
+            let block = &out[block * self.tiles() * self.unit_len()..][..self.pixels * channels];
+            let column = block[lane..].iter().step_by(channels);
+            plane.iter_mut().zip(column).for_each(|(v, o)| *v = *o);
+        }
+    }
+}
+
+/// Weights `[c_out, c_in, kh, kw]` repacked `[c_out / channels][kh · kw][c_in][channels]` (zero
+/// for the channels past `c_out` of the last block), block by block in parallel.
+fn pack(g: &ConvGeometry, weight: &[f32], channels: usize) -> Vec<f32> {
+    let taps = g.kernel[0] * g.kernel[1];
+    let filter = g.c_in * taps;
+    let mut packed = vec![0.0; g.c_out.div_ceil(channels) * filter * channels];
+    packed
+        .par_chunks_mut(filter * channels)
+        .zip(weight.par_chunks(filter * channels))
+        .for_each(|(block, filters)| {
+            // 16 input channels of every filter of the block at a time: the writes of one
+            // round (16 · taps rows of `channels` values) stay in L1.
+            for first in (0..g.c_in).step_by(16) {
+                let last = (first + 16).min(g.c_in);
+                for (lane, filter) in filters.chunks(filter).enumerate() {
+                    let taps_of = filter[first * taps..last * taps].chunks(taps);
+                    for (ci, values) in (first..last).zip(taps_of) {
+                        for (tap, value) in values.iter().enumerate() {
+                            block[(tap * g.c_in + ci) * channels + lane] = *value;
+                        }
+                    }
+                }
+            }
+        });
+    packed
+}
+
+/// One image's planes `[c_in, H, W]` as a zero-padded channels-last buffer `[H + 2p_h, W + 2p_w,
+/// c_in]`, written into `padded`, its rows in parallel if `parallel`.
+pub(crate) fn channels_last(
+    g: &ConvGeometry,
+    planes: &[f32],
+    padded: &mut Vec<f32>,
+    parallel: bool,
+) {
+    assert_eq!(planes.len(), g.c_in * g.h * g.w, "input size");
+    let [ph, pw] = g.padding;
+    let padded_w = g.w + 2 * pw;
+    padded.clear();
+    padded.resize((g.h + 2 * ph) * padded_w * g.c_in, 0.0);
+    let row_len = padded_w * g.c_in;
+    let rows = &mut padded[ph * row_len..][..g.h * row_len];
+    let row = |(y, row): (usize, &mut [f32])| {
+        let row = &mut row[pw * g.c_in..][..g.w * g.c_in];
+        // 16 channels at a time: 16 plane rows read, whole runs of 16 values written.
+        for first in (0..g.c_in).step_by(16) {
+            let last = (first + 16).min(g.c_in);
+            for x in 0..g.w {
+                for c in first..last {
+                    row[x * g.c_in + c] = planes[(c * g.h + y) * g.w + x];
+                }
+            }
+        }
+    };
+    if parallel {
+        rows.par_chunks_mut(row_len).enumerate().for_each(row);
+    } else {
+        rows.chunks_mut(row_len).enumerate().for_each(row);
+    }
+}
+
+/// What [`Plan::compute`] checked, for one run of tiles of one channel block.
+struct Args<'a> {
+    input: *const f32,
+    /// The block's packed weights, `[kh · kw][c_in][CV · LANES]`.
+    weights: &'a [f32],
+    /// The offsets of the pixels of the tiles to compute, whole tiles.
+    pixel_offsets: &'a [usize],
+    tap_offsets: &'a [usize],
+    c_in: usize,
+    /// The tiles' output, `[pixels][CV · LANES]`.
+    out: *mut f32,
+}
+
+/// Every tile of `args.pixel_offsets` of one channel block: `CV` vectors of channels by `P`
+/// pixels in registers, the reduction over taps and input channels in chunks whose weights fit
+/// in L1.
+///
+/// # Safety
+/// `args` must be as [`Plan::compute`] checks; `S`'s instructions must run on this CPU.
+#[inline(always)]
+unsafe fn run<S: Simd, const CV: usize, const P: usize>(args: Args) {
+    let block = CV * S::LANES;
+    assert_eq!(args.pixel_offsets.len() % P, 0, "whole tiles");
+    let k = args.tap_offsets.len() * args.c_in;
+    assert_eq!(args.weights.len(), k * block, "packed weights");
+    let chunk = (CHUNK / block).max(1);
+    for k_start in (0..k).step_by(chunk) {
+        let k_end = (k_start + chunk).min(k);
+        for (t, offsets) in args.pixel_offsets.chunks_exact(P).enumerate() {
+            // SAFETY (all pointer arithmetic below): `Plan::compute` bounds every pixel's taps
+            // and channels by the input's length, and the stores by `out`'s.
+            unsafe {
+                let out = args.out.add(t * P * block);
+                let mut acc = [[S::zero(); CV]; P];
+                if k_start > 0 {
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        for (v, acc) in acc.iter_mut().enumerate() {
+                            *acc = S::load(out.add(p * block + v * S::LANES));
+                        }
+                    }
+                }
+                // The chunk's taps, each over its share of the input channels.
+                for tap in k_start / args.c_in..k_end.div_ceil(args.c_in) {
+                    let first = k_start.max(tap * args.c_in) - tap * args.c_in;
+                    let last = k_end.min((tap + 1) * args.c_in) - tap * args.c_in;
+                    let w = args.weights.as_ptr().add(tap * args.c_in * block);
+                    let tap_offset = args.tap_offsets[tap];
+                    let x: [*const f32; P] =
+                        std::array::from_fn(|p| args.input.add(offsets[p] + tap_offset));
+                    for ci in first..last {
+                        let w: [S::V; CV] =
+                            std::array::from_fn(|v| S::load(w.add(ci * block + v * S::LANES)));
+                        for (acc, x) in acc.iter_mut().zip(x) {
+                            let x = S::splat(*x.add(ci));
+                            for (acc, w) in acc.iter_mut().zip(w) {
+                                *acc = S::fma(w, x, *acc);
+                            }
+                        }
+                    }
+                }
+                for (p, acc) in acc.iter().enumerate() {
+                    for (v, acc) in acc.iter().enumerate() {
+                        S::store(out.add(p * block + v * S::LANES), *acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The `target_feature` entry points that compile [`run`] for each x86 vector width.
+
+    use super::{Args, run};
+    use crate::simd::x86::{Avx2, Avx512};
+
+    /// # Safety
+    /// As [`run`]'s, on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512(args: Args) {
+        unsafe { run::<Avx512, 2, 8>(args) }
+    }
+
+    /// # Safety
+    /// As [`run`]'s, on a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2(args: Args) {
+        unsafe { run::<Avx2, 2, 6>(args) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain seven-loop convolution (no groups, no dilation).
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let [oh, ow] = g.output_size();
+        let [kh, kw] = g.kernel;
+        let mut y = vec![0.0; g.c_out * oh * ow];
+        for co in 0..g.c_out {
+            for ci in 0..g.c_in {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                                let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy as usize, ix as usize);
+                                y[(co * oh + oy) * ow + ox] += w
+                                    [((co * g.c_in + ci) * kh + ky) * kw + kx]
+                                    * x[(ci * g.h + iy) * g.w + ix];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn geometry(
+        [c_in, h, w, c_out]: [usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> ConvGeometry {
+        ConvGeometry {
+            n: 1,
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel,
+            stride,
+            padding,
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
+    /// Small integers: every product and sum is exact in `f32`, so every ISA must give the
+    /// reference's bits.
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7 + seed * 3) % 11) as f32 - 5.0)
+            .collect()
+    }
+
+    #[test]
+    fn every_isa_gives_the_reference_convolution_exactly() {
+        for g in [
+            // Stride 2 on odd planes: tails of pixel tiles and of channel blocks.
+            geometry([5, 9, 7, 20], [3, 3], [2, 2], [1, 1]),
+            // A 7x7 stem.
+            geometry([3, 12, 12, 16], [7, 7], [2, 2], [3, 3]),
+            // 900 and 1800 reduction steps: chunks end inside a tap on every ISA.
+            geometry([100, 8, 8, 33], [3, 3], [1, 1], [1, 1]),
+            geometry([200, 4, 5, 17], [3, 3], [1, 1], [1, 1]),
+            // Non-square kernel, stride and padding.
+            geometry([4, 7, 9, 18], [5, 3], [1, 2], [2, 1]),
+        ] {
+            let x = values(g.c_in * g.h * g.w, 1);
+            let w = values(g.c_out * g.c_in * g.kernel[0] * g.kernel[1], 2);
+            let expected = reference(&g, &x, &w);
+            let pixels = expected.len() / g.c_out;
+            for &isa in Isa::available() {
+                let plan = Plan::new(&g, isa, &w);
+                let mut input = Vec::new();
+                channels_last(&g, &x, &mut input, isa == Isa::Scalar);
+                // The units in two uneven parts, as threads get them, into a stale buffer.
+                let mut out = vec![f32::NAN; plan.output_len()];
+                let split = plan.units() / 3;
+                let (first, second) = out.split_at_mut(split * plan.unit_len());
+                plan.compute(&input, 0..split, first);
+                plan.compute(&input, split..plan.units(), second);
+                let mut y = vec![f32::NAN; expected.len()];
+                for (b, band) in y.chunks_mut(7 * pixels).enumerate() {
+                    plan.planes(&out, b * 7, band);
+                }
+                assert_eq!(y, expected, "{isa:?} on {g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stride_two_box_filter_sums_every_other_neighbourhood() {
+        // All-ones 3x3 weights, stride 2, padding 1, on a 4x4 plane of 1..=16: each output
+        // sums the 3x3 window centred on input (2y, 2x), clipped at the top and left.
+        let g = geometry([1, 4, 4, 16], [3, 3], [2, 2], [1, 1]);
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let plan = Plan::new(&g, Isa::Scalar, &[1.0; 16 * 9]);
+        let mut input = Vec::new();
+        channels_last(&g, &x, &mut input, false);
+        let mut out = vec![0.0; plan.output_len()];
+        plan.compute(&input, 0..plan.units(), &mut out);
+        let mut y = vec![0.0; 16 * 4];
+        plan.planes(&out, 0, &mut y);
+        // (0,0): 1+2+5+6; (0,1): 2+3+4+6+7+8; (1,0): 5+6+9+10+13+14; (1,1): 6+7+8+10+11+12+14+15+16.
+        assert_eq!(&y[..4], &[14.0, 30.0, 57.0, 99.0]);
+        assert_eq!(&y[60..], &[14.0, 30.0, 57.0, 99.0]);
+    }
+}
