@@ -1,19 +1,23 @@
-//! The 3x3 stride-1 layers of SE-ResNet-20 and SE-ResNet-50 through `cpu_conv::forward`, timed
-//! (median milliseconds and GFLOP/s). Run it twice to see what the direct kernel buys over
+//! Convolution layers of SE-ResNet-20 and SE-ResNet-50 through `cpu_conv::forward`, timed
+//! (median milliseconds and GFLOP/s): the 3x3 stride-1 ones, the stride-2 ones, a 1x1 stride-2
+//! shortcut and the 7x7 stem. Run it again with a kernel switched off to see what it buys over
 //! im2col + GEMM:
 //!
 //!     cargo run --release -p se-kernels --example direct
 //!     SE_KERNELS_DIRECT=0 cargo run --release -p se-kernels --example direct
+//!     SE_KERNELS_CHANNELS_LAST=0 cargo run --release -p se-kernels --example direct
 
 use std::time::Instant;
 
+use se_kernels::cpu_channels_last;
 use se_kernels::cpu_conv::{self as cpu, ConvGeometry};
 use se_kernels::cpu_direct::{self, Isa};
 
 fn main() {
     println!(
-        "direct kernel: {}, ISA {:?}, {} threads",
+        "direct 3x3 kernel: {}, channels-last kernel: {}, ISA {:?}, {} threads",
         cpu_direct::enabled(),
+        cpu_channels_last::enabled(),
         Isa::selected(),
         rayon::current_num_threads()
     );

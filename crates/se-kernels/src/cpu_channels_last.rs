@@ -1,7 +1,8 @@
-//! Direct convolution through a channels-last copy of the input, for the layers the
-//! bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 16 (ResNet-20's 8x8
-//! stage, ResNet-50's 14x14 and 7x7), stride 2 (every network's downsampling 3x3 and 1x1
-//! layers), other kernel sizes (the 7x7 stem).
+//! Direct convolution through a channels-last copy of the input, for layers with a spatial
+//! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 16
+//! (ResNet-20's 8x8 stage; ResNet-50's 14x14 and 7x7 ones from batch 8 and 21), stride 2 (the
+//! downsampling 3x3 layers), other kernel sizes (the 7x7 stem) — where the weights are reused
+//! over at least 1024 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem).
 //!
 //! Each image is copied once into a zero-padded channels-last buffer `[H + 2p, W + 2p, C_in]`.
 //! The register tile is `P` output pixels by `CV` vectors of output channels: for each kernel tap
@@ -42,11 +43,12 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
         && g.c_out >= 16
         && g.kernel != [1, 1]
         && g.n * oh * ow >= 1024
-        && !super::cpu_direct::applies(g)
+        && !super::cpu_direct::takes(g)
 }
 
 /// Whether the kernel runs at all: `SE_KERNELS_CHANNELS_LAST=0` sends its layers to im2col +
-/// GEMM instead (to measure what it buys); decided once per process.
+/// GEMM instead (to measure what it buys; `SE_KERNELS_DIRECT=0` does not route `cpu_direct`'s
+/// layers here); decided once per process.
 pub fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("SE_KERNELS_CHANNELS_LAST").map_or(true, |v| v != "0"))
@@ -101,6 +103,8 @@ pub(crate) struct Plan {
     pixels: usize,
     /// Values of one image's channels-last input.
     input_len: usize,
+    /// One past the furthest input value any tile reads (its furthest tap, all channels).
+    furthest: usize,
 }
 
 /// Values of packed weights per reduction chunk: 24 KiB, half of a typical L1 data cache.
@@ -113,16 +117,19 @@ impl Plan {
         let [kh, kw] = g.kernel;
         let padded_w = g.w + 2 * g.padding[1];
         let pixels = oh * ow;
-        let pixel_offsets = (0..pixels.next_multiple_of(tile.pixels))
+        let pixel_offsets: Vec<usize> = (0..pixels.next_multiple_of(tile.pixels))
             .map(|q| {
                 let q = q.min(pixels - 1);
                 let (y, x) = (q / ow * g.stride[0], q % ow * g.stride[1]);
                 (y * padded_w + x) * g.c_in
             })
             .collect();
-        let tap_offsets = (0..kh * kw)
+        let tap_offsets: Vec<usize> = (0..kh * kw)
             .map(|t| ((t / kw) * padded_w + t % kw) * g.c_in)
             .collect();
+        let furthest = pixel_offsets.iter().max().unwrap_or(&0)
+            + tap_offsets.iter().max().unwrap_or(&0)
+            + g.c_in;
         Self {
             isa,
             tile,
@@ -133,6 +140,7 @@ impl Plan {
             c_out: g.c_out,
             pixels,
             input_len: (g.h + 2 * g.padding[0]) * padded_w * g.c_in,
+            furthest,
         }
     }
 
@@ -167,11 +175,7 @@ impl Plan {
         assert_eq!(input.len(), self.input_len, "channels-last input size");
         assert_eq!(out.len(), units.len() * self.unit_len(), "output size");
         assert!(units.end <= self.units(), "units");
-        // Every address the kernel reads: the furthest tap of the furthest pixel, all channels.
-        let furthest = self.pixel_offsets.iter().max().unwrap_or(&0)
-            + self.tap_offsets.last().unwrap_or(&0)
-            + self.c_in;
-        assert!(furthest <= input.len(), "a tap reads past the input");
+        assert!(self.furthest <= input.len(), "a tap reads past the input");
         assert!(
             Isa::available().contains(&self.isa),
             "{:?} on this CPU",
@@ -194,7 +198,7 @@ impl Plan {
                 c_in: self.c_in,
                 out: tiles_out.as_mut_ptr(),
             };
-            // SAFETY: the asserts above bound every load (`furthest`) and store (`tiles_out` holds
+            // SAFETY: the asserts above bound every load (`self.furthest`) and store (`tiles_out` holds
             // whole tiles of one block); the ISA is one this CPU runs.
             unsafe {
                 match self.isa {
@@ -229,17 +233,17 @@ impl Plan {
 /// for the channels past `c_out` of the last block), block by block in parallel.
 fn pack(g: &ConvGeometry, weight: &[f32], channels: usize) -> Vec<f32> {
     let taps = g.kernel[0] * g.kernel[1];
-    let filter = g.c_in * taps;
-    let mut packed = vec![0.0; g.c_out.div_ceil(channels) * filter * channels];
+    let filter_len = g.c_in * taps;
+    let mut packed = vec![0.0; g.c_out.div_ceil(channels) * filter_len * channels];
     packed
-        .par_chunks_mut(filter * channels)
-        .zip(weight.par_chunks(filter * channels))
+        .par_chunks_mut(filter_len * channels)
+        .zip(weight.par_chunks(filter_len * channels))
         .for_each(|(block, filters)| {
             // 16 input channels of every filter of the block at a time: the writes of one
             // round (16 · taps rows of `channels` values) stay in L1.
             for first in (0..g.c_in).step_by(16) {
                 let last = (first + 16).min(g.c_in);
-                for (lane, filter) in filters.chunks(filter).enumerate() {
+                for (lane, filter) in filters.chunks(filter_len).enumerate() {
                     let taps_of = filter[first * taps..last * taps].chunks(taps);
                     for (ci, values) in (first..last).zip(taps_of) {
                         for (tap, value) in values.iter().enumerate() {
@@ -382,7 +386,7 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// A plain seven-loop convolution (no groups, no dilation).
+    /// A plain six-loop convolution (no groups, no dilation).
     fn reference(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         let [oh, ow] = g.output_size();
         let [kh, kw] = g.kernel;

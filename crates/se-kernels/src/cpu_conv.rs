@@ -187,8 +187,8 @@ pub fn forward_fused(
 
 /// The forward pass, with the epilogue (and where to put the plane means) if given: 3x3
 /// stride-1 layers on planes at least 16 wide by the direct kernel (`cpu_direct`), other
-/// ungrouped layers but 1x1 stride-1 ones by the channels-last kernel (`cpu_channels_last`), the
-/// rest as im2col + GEMM.
+/// ungrouped layers with a spatial kernel and enough output pixels by the channels-last kernel
+/// (`cpu_channels_last::applies`), the rest (1x1 layers among them) as im2col + GEMM.
 fn convolve(
     g: &ConvGeometry,
     x: &[f32],
@@ -259,8 +259,8 @@ fn convolve(
                 match split {
                     Split::Images => plan.compute(input, 0..plan.units(), out),
                     Split::Within(threads) => {
-                        // Two runs of units per thread; a run within one channel block reads
-                        // that block's weights once (batch 1 is weight-bound).
+                        // Two parts of the units per thread, in order: a part reads the
+                        // weights of the channel blocks it covers once each.
                         let per_part = plan.units().div_ceil(2 * threads);
                         out.par_chunks_mut(per_part * plan.unit_len())
                             .enumerate()

@@ -100,8 +100,12 @@ impl Isa {
 /// and the last tile's rounding waste a fifth or more of the work, and im2col + GEMM measured
 /// as fast or faster: `examples/direct.rs`).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
-    enabled()
-        && g.kernel == [3, 3]
+    enabled() && takes(g)
+}
+
+/// Whether [`applies`] holds, `SE_KERNELS_DIRECT` aside: the geometry rule alone.
+pub(crate) fn takes(g: &ConvGeometry) -> bool {
+    g.kernel == [3, 3]
         && g.stride == [1, 1]
         && g.padding == [1, 1]
         && g.dilation == [1, 1]
