@@ -1,5 +1,5 @@
-//! `cargo xtask test`: the workspace's tests, the README's library snippet in a crate outside the
-//! workspace, then the suites that need a system library (run when it is installed, reported as
+//! `cargo xtask test`: the workspace's tests, the convolution tests again on each narrower ISA
+//! (forced), the README's library snippet in a crate outside the workspace, then the suites that need a system library (run when it is installed, reported as
 //! skipped with the apt line otherwise), then `cargo check` of the CUDA build (which needs no
 //! CUDA toolkit). One total line at the end.
 
@@ -91,6 +91,8 @@ fn steps(extra: &[String]) -> Vec<Step> {
             available: Ok(()),
             prepare: None,
         },
+        forced_isa("avx2"),
+        forced_isa("scalar"),
         Step {
             name: "readme (the library snippet in a crate outside the workspace)",
             args: vec![
@@ -163,6 +165,22 @@ fn steps(extra: &[String]) -> Vec<Step> {
             prepare: None,
         },
     ]
+}
+
+/// The convolution tests again with the CPU kernels forced onto a narrower ISA than this CPU's
+/// widest (`SE_KERNELS_ISA`), so that the fallbacks run through the whole convolution, not only
+/// in the kernels' own every-ISA tests. The workspace step's test binaries, filtered: no build.
+fn forced_isa(isa: &'static str) -> Step {
+    Step {
+        name: match isa {
+            "avx2" => "convolutions on AVX2 (SE_KERNELS_ISA=avx2)",
+            _ => "convolutions on scalar code (SE_KERNELS_ISA=scalar)",
+        },
+        args: strings(&["test", "--workspace", "--lib", "--", "convolution"]),
+        env: vec![("SE_KERNELS_ISA", isa.to_string())],
+        available: Ok(()),
+        prepare: None,
+    }
 }
 
 /// Runs one cargo command, echoing its output; returns (success, passed, failed).
