@@ -91,8 +91,8 @@ fn steps(extra: &[String]) -> Vec<Step> {
             available: Ok(()),
             prepare: None,
         },
-        forced_isa("avx2"),
-        forced_isa("scalar"),
+        forced_isa("avx2", extra),
+        forced_isa("scalar", extra),
         Step {
             name: "readme (the library snippet in a crate outside the workspace)",
             args: vec![
@@ -167,20 +167,36 @@ fn steps(extra: &[String]) -> Vec<Step> {
     ]
 }
 
-/// The convolution tests again with the CPU kernels forced onto a narrower ISA than this CPU's
-/// widest (`SE_KERNELS_ISA`), so that the fallbacks run through the whole convolution, not only
-/// in the kernels' own every-ISA tests. The workspace step's test binaries, filtered: no build.
-fn forced_isa(isa: &'static str) -> Step {
+/// The convolution tests again with the direct kernels forced onto a narrower ISA than this
+/// CPU's widest (`SE_KERNELS_ISA`; the GEMM crate keeps its own choice), so that the fallbacks
+/// run through the whole convolution, not only in the kernels' own every-ISA tests. The
+/// workspace step's test binaries, filtered: no build.
+fn forced_isa(isa: &'static str, extra: &[String]) -> Step {
+    // The caller's cargo options (a profile, features) but not its test filters, so that the
+    // workspace step's binaries are the ones run.
+    let mut args = strings(&["test", "--workspace", "--lib"]);
+    args.extend(extra.iter().take_while(|a| *a != "--").cloned());
+    args.extend(strings(&["--", "convolution", "box_filter"]));
     Step {
         name: match isa {
-            "avx2" => "convolutions on AVX2 (SE_KERNELS_ISA=avx2)",
-            _ => "convolutions on scalar code (SE_KERNELS_ISA=scalar)",
+            "avx2" => "convolutions forced onto AVX2 (SE_KERNELS_ISA=avx2)",
+            _ => "convolutions forced onto scalar code (SE_KERNELS_ISA=scalar)",
         },
-        args: strings(&["test", "--workspace", "--lib", "--", "convolution"]),
+        args,
         env: vec![("SE_KERNELS_ISA", isa.to_string())],
-        available: Ok(()),
+        available: if isa == "avx2" { avx2() } else { Ok(()) },
         prepare: None,
     }
+}
+
+/// Whether this CPU runs the kernels' AVX2 code (forcing it elsewhere would only repeat the
+/// workspace step).
+fn avx2() -> Result<(), String> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        return Ok(());
+    }
+    Err("this CPU has no AVX2 + FMA".into())
 }
 
 /// Runs one cargo command, echoing its output; returns (success, passed, failed).

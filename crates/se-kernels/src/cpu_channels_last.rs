@@ -87,7 +87,8 @@ impl Tile {
 /// One convolution's plan: the ISA, its tile, the packed weights and where each output pixel
 /// reads its input.
 pub(crate) struct Plan {
-    isa: Isa,
+    /// The ISA of the kernel and of the layout changes around it.
+    pub(crate) isa: Isa,
     tile: Tile,
     /// `[c_out / channels][kh · kw][c_in][channels]`, zero past the last output channel.
     packed: Vec<f32>,
@@ -219,6 +220,10 @@ impl Plan {
     pub(crate) fn planes(&self, out: &[f32], first: usize, band: &mut [f32]) {
         assert_eq!(out.len(), self.output_len(), "blocked output size");
         assert_eq!(band.len() % self.pixels, 0, "whole planes");
+        assert!(
+            first + band.len() / self.pixels <= self.c_out,
+            "output channels"
+        );
         let channels = self.tile.channels;
         // The band's channels a run within one block at a time: the block's `[pixels][channels]`
         // transposed into the run's `[run][pixels]`.
@@ -229,6 +234,7 @@ impl Plan {
             let (planes, tail) = rest.split_at_mut(run * self.pixels);
             let block = &out[block * self.tiles() * self.unit_len()..][..self.pixels * channels];
             transpose(
+                self.isa,
                 &block[lane..],
                 channels,
                 planes,
@@ -269,8 +275,9 @@ fn pack(g: &ConvGeometry, weight: &[f32], channels: usize) -> Vec<f32> {
 }
 
 /// One image's planes `[c_in, H, W]` as a zero-padded channels-last buffer `[H + 2p_h, W + 2p_w,
-/// c_in]`, written into `padded`, its rows in parallel if `parallel`.
+/// c_in]`, written into `padded`, its rows in parallel if `parallel`; `isa` as for [`transpose`].
 pub(crate) fn channels_last(
+    isa: Isa,
     g: &ConvGeometry,
     planes: &[f32],
     padded: &mut Vec<f32>,
@@ -286,7 +293,7 @@ pub(crate) fn channels_last(
     let row = |(y, row): (usize, &mut [f32])| {
         // Row `y` of every plane, `[c_in][W]` at a plane's distance apart, as `[W][c_in]`.
         let dst = &mut row[pw * g.c_in..][..g.w * g.c_in];
-        transpose(&planes[y * g.w..], g.h * g.w, dst, g.c_in, g.c_in, g.w);
+        transpose(isa, &planes[y * g.w..], g.h * g.w, dst, g.c_in, g.c_in, g.w);
     };
     if parallel {
         rows.par_chunks_mut(row_len).enumerate().for_each(row);
@@ -296,9 +303,10 @@ pub(crate) fn channels_last(
 }
 
 /// `dst[c · dst_row + r] = src[r · src_row + c]` for every `r < rows`, `c < cols`: the two
-/// layout changes around the kernel, in 8x8 AVX tiles where the CPU has AVX2 (a scalar loop
+/// layout changes around the kernel, in 8x8 AVX tiles unless `isa` is scalar (a scalar loop
 /// cost as much as the kernel on ResNet-50's 56x56 planes).
 pub(crate) fn transpose(
+    isa: Isa,
     src: &[f32],
     src_row: usize,
     dst: &mut [f32],
@@ -309,14 +317,24 @@ pub(crate) fn transpose(
     if rows == 0 || cols == 0 {
         return;
     }
-    assert!((rows - 1) * src_row + cols <= src.len(), "transpose source");
+    // Checked: a wrapped bound would let the tiles below read or write anywhere.
+    let end = |rows: usize, row: usize, cols: usize| {
+        (rows - 1)
+            .checked_mul(row)
+            .and_then(|v| v.checked_add(cols))
+    };
     assert!(
-        (cols - 1) * dst_row + rows <= dst.len(),
+        end(rows, src_row, cols).is_some_and(|e| e <= src.len()),
+        "transpose source"
+    );
+    assert!(
+        end(cols, dst_row, rows).is_some_and(|e| e <= dst.len()),
         "transpose destination"
     );
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut tiled = [0, 0];
     #[cfg(target_arch = "x86_64")]
-    if Isa::available().contains(&Isa::Avx2) && Isa::selected() != Isa::Scalar {
+    if isa != Isa::Scalar && Isa::available().contains(&Isa::Avx2) {
         tiled = [rows / 8 * 8, cols / 8 * 8];
         for r in (0..tiled[0]).step_by(8) {
             for c in (0..tiled[1]).step_by(8) {
@@ -565,7 +583,7 @@ mod tests {
             for &isa in Isa::available() {
                 let plan = Plan::new(&g, isa, &w);
                 let mut input = Vec::new();
-                channels_last(&g, &x, &mut input, isa == Isa::Scalar);
+                channels_last(isa, &g, &x, &mut input, isa == Isa::Scalar);
                 // The units in two uneven parts, as threads get them, into a stale buffer.
                 let mut out = vec![f32::NAN; plan.output_len()];
                 let split = plan.units() / 3;
@@ -583,23 +601,31 @@ mod tests {
 
     #[test]
     fn transposes_equal_the_plain_loop_at_every_size() {
-        // Tiled and untiled parts, strides wider than the rows.
-        for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (3, 24), (21, 13)] {
+        // Tiled and untiled parts (a 2x3 grid of tiles), strides wider than the rows.
+        for (rows, cols) in [
+            (1, 1),
+            (8, 8),
+            (9, 17),
+            (16, 3),
+            (3, 24),
+            (21, 13),
+            (16, 24),
+        ] {
             let (src_row, dst_row) = (cols + 5, rows + 3);
             let src: Vec<f32> = (0..rows * src_row).map(|i| i as f32).collect();
-            let mut dst = vec![f32::NAN; cols * dst_row];
-            transpose(&src, src_row, &mut dst, dst_row, rows, cols);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(dst[c * dst_row + r], src[r * src_row + c], "{rows}x{cols}");
+            for &isa in Isa::available() {
+                let mut dst = vec![f32::NAN; cols * dst_row];
+                transpose(isa, &src, src_row, &mut dst, dst_row, rows, cols);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        let at = format!("{isa:?} {rows}x{cols} ({r}, {c})");
+                        assert_eq!(dst[c * dst_row + r], src[r * src_row + c], "{at}");
+                    }
                 }
+                // Nothing outside the matrix written.
+                let untouched = (0..cols * dst_row).filter(|i| i % dst_row >= rows);
+                assert!(untouched.into_iter().all(|i| dst[i].is_nan()), "{isa:?}");
             }
-            // Nothing outside the matrix written.
-            let untouched = (0..cols * dst_row).filter(|i| i % dst_row >= rows);
-            assert!(
-                untouched.into_iter().all(|i| dst[i].is_nan()),
-                "{rows}x{cols}"
-            );
         }
     }
 
@@ -611,7 +637,7 @@ mod tests {
         let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
         let plan = Plan::new(&g, Isa::Scalar, &[1.0; 16 * 9]);
         let mut input = Vec::new();
-        channels_last(&g, &x, &mut input, false);
+        channels_last(Isa::Scalar, &g, &x, &mut input, false);
         let mut out = vec![0.0; plan.output_len()];
         plan.compute(&input, 0..plan.units(), &mut out);
         let mut y = vec![0.0; 16 * 4];

@@ -248,7 +248,7 @@ fn convolve(
         }
         if let Some(plan) = &plan {
             let parallel = matches!(split, Split::Within(_));
-            channels_last::channels_last(g, x, col, parallel);
+            channels_last::channels_last(plan.isa, g, x, col, parallel);
             let input = col.as_slice();
             with_buffer(&BLOCKED, |out| {
                 // Grown, never cleared: `compute` stores every value before it is read.

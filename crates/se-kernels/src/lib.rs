@@ -194,10 +194,11 @@ mod tests {
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
             // The channels-last kernel (forward; at least 1024 output pixels): stride 2 at
             // batch 1 split over units, a 15-wide plane with images in parallel and a channel
-            // tail, a 7x7 stem.
+            // tail, a 7x7 stem, 16 input channels (the tiled transposes).
             ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
             ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
             ([1, 3, 64, 64], 16, 7, 2, 3, 1, 1),
+            ([1, 16, 64, 64], 32, 3, 2, 1, 1, 1),
         ];
         for ([n, c, h, w], co, k, s, p, d, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [d, d], groups);
