@@ -6,6 +6,7 @@
 //!     cargo run --release -p se-kernels --example direct
 //!     SE_KERNELS_DIRECT=0 cargo run --release -p se-kernels --example direct
 //!     SE_KERNELS_CHANNELS_LAST=0 cargo run --release -p se-kernels --example direct
+//!     cargo run --release -p se-kernels --example direct -- 1x1/1   # only the rows that match
 
 use std::time::Instant;
 
@@ -21,6 +22,8 @@ fn main() {
         Isa::selected(),
         rayon::current_num_threads()
     );
+    // An argument keeps the rows whose label contains it, e.g. `1x1/1`.
+    let filter = std::env::args().nth(1).unwrap_or_default();
     println!("| input [n, c, h, w] → c_out | ms | GFLOP/s |\n|---|---|---|");
     // [n, c_in, h, c_out, kernel, stride]
     for [n, c, h, c_out, k, stride] in [
@@ -46,7 +49,22 @@ fn main() {
         [8, 128, 28, 128, 3, 1],
         [8, 256, 14, 256, 3, 1],
         [8, 512, 7, 512, 3, 1],
+        // ResNet-50's 1x1 layers (im2col-free GEMMs), batch 1 and 8.
+        [1, 256, 56, 64, 1, 1],
+        [1, 1024, 14, 256, 1, 1],
+        [1, 2048, 7, 512, 1, 1],
+        [1, 512, 7, 2048, 1, 1],
+        [8, 256, 56, 64, 1, 1],
+        [8, 64, 56, 256, 1, 1],
+        [8, 1024, 14, 256, 1, 1],
+        [8, 256, 14, 1024, 1, 1],
+        [8, 2048, 7, 512, 1, 1],
+        [8, 512, 7, 2048, 1, 1],
     ] {
+        let label = format!("[{n}, {c}, {h}, {h}] → {c_out}, {k}x{k}/{stride}");
+        if !label.contains(&filter) {
+            continue;
+        }
         let g = ConvGeometry {
             n,
             c_in: c,
@@ -80,9 +98,6 @@ fn main() {
             times[times.len() / 2]
         });
         let gflop = 2.0 * macs as f64 / 1e9;
-        println!(
-            "| [{n}, {c}, {h}, {h}] → {c_out}, {k}x{k}/{stride} | {ms:.3} | {:.0} |",
-            gflop / ms * 1e3
-        );
+        println!("| {label} | {ms:.3} | {:.0} |", gflop / ms * 1e3);
     }
 }

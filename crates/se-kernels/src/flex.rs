@@ -7,6 +7,7 @@ use burn::tensor::ops::{ConvOptions, ModuleOps};
 use burn::tensor::{DType, TensorData};
 
 use crate::cpu_conv::{self as cpu, ConvGeometry};
+use crate::cpu_pool::{self, PoolWindow};
 use crate::kernels::Kernels;
 use crate::{burn_ops, cpu_planes};
 
@@ -135,6 +136,31 @@ impl Kernels for Flex {
             per_plane(d_shift),
             dz,
         ]
+    }
+
+    fn max_pool(
+        x: FlexTensor,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> FlexTensor {
+        if !all_f32(&[&x]) {
+            return Flex::max_pool2d(x, kernel, stride, padding, dilation, ceil_mode);
+        }
+        let x = x.to_contiguous();
+        let [n, c, h, w] = dims4(&x);
+        let window = PoolWindow {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+        };
+        let y = cpu_pool::max_pool2d(x.storage(), n * c, [h, w], &window);
+        let [oh, ow] = window.output_size([h, w]);
+        tensor(y, [n, c, oh, ow])
     }
 
     fn plane_moments(x: FlexTensor) -> FlexTensor {

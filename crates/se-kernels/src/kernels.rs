@@ -85,6 +85,19 @@ pub(crate) trait Kernels: Backend {
         burn_ops::plane_affine_grad::<Self>(x, scale, output, output_grad, relu)
     }
 
+    /// Max pooling of every `[H, W]` plane, `[N, C, H', W']`, as Burn's `max_pool2d` (its output
+    /// size; padding never wins). Each array is (height, width).
+    fn max_pool(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> FloatTensor<Self> {
+        Self::max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    }
+
     /// The mean and the (biased) variance of every `[H, W]` plane, `[2, N, C]`.
     fn plane_moments(x: FloatTensor<Self>) -> FloatTensor<Self> {
         burn_ops::plane_moments::<Self>(x)

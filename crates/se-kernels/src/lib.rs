@@ -14,6 +14,8 @@
 //! with the ones that have kernels ([`has_cpu_kernels`]), so no trait needs implementing: the
 //! orphan rule never stops a user from bringing a backend.
 //!
+//! Inference also gets [`max_pool2d`] (the stem's pool; flex's computes indices it never needs).
+//!
 //! Why own kernels at all: Burn 0.21's flex runs a convolution's backward as a scalar transposed
 //! convolution and convolutions over permuted copies (4–7× slower than PyTorch), and a
 //! BatchNorm built from tensor ops makes a dozen single-threaded passes over the map
@@ -46,6 +48,8 @@ pub mod cpu_conv;
 pub mod cpu_direct;
 #[cfg(feature = "flex")]
 pub mod cpu_planes;
+#[cfg(feature = "flex")]
+pub mod cpu_pool;
 #[cfg(feature = "flex")]
 mod flex;
 mod kernels;
@@ -90,6 +94,24 @@ pub fn plane_moments<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 2>, Tensor<B, 2>
     let moments: Tensor<B, 3> = float(route::plane_moments::<B>(x.into_primitive().tensor()));
     let at = |i: usize| moments.clone().slice(s![i..i + 1]).reshape([n, c]);
     (at(0), at(1))
+}
+
+/// 2-D max pooling, `[N, C, H, W]` to `[N, C, H', W']`: the same result and output size as
+/// `burn::tensor::module::max_pool2d` (a window's padding never wins), except that a NaN in a
+/// window gives NaN, as PyTorch's does. Each array is (height, width). On plain flex it runs
+/// [`cpu_pool`]'s kernel; under autodiff and on other backends, Burn's op.
+pub fn max_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> Tensor<B, 4> {
+    let x = x.into_primitive().tensor();
+    float(route::max_pool::<B>(
+        x, kernel, stride, padding, dilation, ceil_mode,
+    ))
 }
 
 /// A 2-D convolution: `[N, C_in, H, W]` to `[N, C_out, H', W']`, with an optional bias
@@ -239,6 +261,42 @@ mod tests {
             }
             let (a, b) = (bias.grad(&grads_ours), bias.grad(&grads_burns));
             assert_close(a.unwrap(), b.unwrap());
+        }
+    }
+
+    /// The max pool against Burn's on flex: the ResNet stem's 3x3/2 (padded, and Cadene's
+    /// unpadded with `ceil_mode`), a 2x2/2, a dilated one, on planes with odd sides, at batch 1
+    /// and more; under autodiff it is Burn's own op, gradient included.
+    #[test]
+    fn max_pool_equals_burns() {
+        let device = Default::default();
+        let cases = [
+            // (x dims, kernel, stride, padding, dilation, ceil_mode)
+            ([2, 3, 17, 12], 3, 2, 1, 1, false),
+            ([1, 5, 16, 16], 3, 2, 0, 1, true),
+            ([3, 2, 9, 11], 2, 2, 0, 1, false),
+            ([1, 4, 9, 10], 3, 1, 1, 2, false),
+            ([2, 70, 15, 15], 3, 2, 1, 1, false),
+        ];
+        for (dims, k, s, p, d, ceil) in cases {
+            let x = Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let args = ([k, k], [s, s], [p, p], [d, d], ceil);
+            let ours = max_pool2d(x.clone(), args.0, args.1, args.2, args.3, args.4);
+            let burns =
+                burn::tensor::module::max_pool2d(x.clone(), args.0, args.1, args.2, args.3, args.4);
+            assert_eq!(ours.dims(), burns.dims(), "{dims:?}");
+            ours.into_data().assert_eq(&burns.into_data(), true);
+
+            let x = Tensor::<AB, 4>::from_inner(x).require_grad();
+            let ours = max_pool2d(x.clone(), args.0, args.1, args.2, args.3, args.4);
+            let burns =
+                burn::tensor::module::max_pool2d(x.clone(), args.0, args.1, args.2, args.3, args.4);
+            let probe = Tensor::<AB, 4>::random(ours.dims(), Distribution::Default, &device);
+            let grad_ours = x.grad(&(ours * probe.clone()).sum().backward()).unwrap();
+            let grad_burns = x.grad(&(burns * probe).sum().backward()).unwrap();
+            grad_ours
+                .into_data()
+                .assert_eq(&grad_burns.into_data(), true);
         }
     }
 

@@ -121,6 +121,21 @@ pub(crate) fn plane_affine<B: Backend>(
     )
 }
 
+pub(crate) fn max_pool<B: Backend>(
+    x: FloatTensor<B>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> FloatTensor<B> {
+    route!(
+        B,
+        max_pool(x, kernel, stride, padding, dilation, ceil_mode),
+        else B::max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    )
+}
+
 pub(crate) fn plane_moments<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     route!(B, plane_moments(x), else burn_ops::plane_moments::<B>(x))
 }

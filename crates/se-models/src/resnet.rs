@@ -543,7 +543,7 @@ impl<B: Backend> ResNet<B> {
                         }
                     }
                     match &self.maxpool {
-                        Some(pool) => pool.forward(x),
+                        Some(pool) => max_pool(pool, x),
                         None => x,
                     }
                 }
@@ -722,4 +722,24 @@ impl<B: Backend> ResNet<B> {
         }
         self
     }
+}
+
+/// The stem's max pool through se-kernels (its CPU kernel on flex, Burn's op elsewhere) when
+/// its padding is the same on both sides, as every stem's is; Burn's module otherwise.
+fn max_pool<B: Backend>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let padding = match pool.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return pool.forward(x),
+    };
+    se_kernels::max_pool2d(
+        x,
+        pool.kernel_size,
+        pool.stride,
+        padding,
+        pool.dilation,
+        pool.ceil_mode,
+    )
 }
