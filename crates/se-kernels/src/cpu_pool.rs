@@ -72,6 +72,10 @@ pub fn max_pool2d(x: &[f32], planes: usize, [h, w]: [usize; 2], window: &PoolWin
     if y.is_empty() {
         return Vec::new();
     }
+    if h * w == 0 {
+        // Windows over nothing but padding (a ceil-mode pool of an empty plane).
+        return vec![f32::NEG_INFINITY; y.len()];
+    }
     // Output columns' input taps, worked out once for every row.
     let columns: Vec<Vec<usize>> = (0..ow).map(|o| window.taps(1, o, w).collect()).collect();
     let min_planes = (64 * 1024 / (h * w).max(1)).max(1);
@@ -139,6 +143,13 @@ mod tests {
         let y = max_pool2d(&x[4..], 1, [2, 2], &sparse);
         let inf = f32::NEG_INFINITY;
         assert_eq!(y, vec![inf, inf, inf, -4.0]);
+        // Empty planes: no output, or one all-padding window each in ceil mode.
+        assert_eq!(max_pool2d(&[], 2, [0, 0], &STEM), Vec::<f32>::new());
+        let ceil = PoolWindow {
+            ceil_mode: true,
+            ..STEM
+        };
+        assert_eq!(max_pool2d(&[], 2, [0, 0], &ceil), vec![inf, inf]);
     }
 
     #[test]
