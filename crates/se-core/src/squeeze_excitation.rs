@@ -11,11 +11,16 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{relu, sigmoid, tanh};
+use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
+use se_kernels::Excitation;
 
 use crate::complexity::{Complexity, Size, linear};
 use crate::norm::scale_planes;
+
+/// The gating function that turns the excitation logits into channel weights (defined beside
+/// the kernels, which apply it in a convolution's epilogue).
+pub use se_kernels::Gate;
 
 /// How the squeeze step summarises each channel's spatial map into one number.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -28,31 +33,6 @@ pub enum Squeeze {
     /// 1x1 convolutions with the same channel counts, so the excitation keeps the input's
     /// spatial size and each position gets its own channel weights.
     None,
-}
-
-/// The gating function that turns the excitation logits into channel weights.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// `1 / (1 + e^-x)`, the paper's choice; weights in (0, 1).
-    Sigmoid,
-    /// timm's `hard_sigmoid`: `relu6(x + 3) / 6`; weights in [0, 1].
-    HardSigmoid,
-    /// `tanh(x)`; weights in (-1, 1) (the paper's Table 12 ablation).
-    Tanh,
-    /// `max(x, 0)`; unbounded weights (the paper's Table 12 ablation).
-    Relu,
-}
-
-impl Gate {
-    /// Applies the gate element-wise.
-    pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Gate::Sigmoid => sigmoid(x),
-            Gate::HardSigmoid => x.add_scalar(3.0).clamp(0.0, 6.0).div_scalar(6.0),
-            Gate::Tanh => tanh(x),
-            Gate::Relu => relu(x),
-        }
-    }
 }
 
 /// Rounds `value` to a multiple of `divisor`, never below `min_value` (default: `divisor`), and
@@ -209,8 +189,19 @@ impl<B: Backend> SqueezeExcitation<B> {
 
     /// Excitation alone, from squeezed descriptors `[N, C]` to channel weights `[N, C]`.
     pub fn excite(&self, squeezed: Tensor<B, 2>) -> Tensor<B, 2> {
-        let hidden = relu(self.fc1.forward(squeezed));
-        self.gate.apply(self.fc2.forward(hidden))
+        self.kernel_excitation().weights(squeezed)
+    }
+
+    /// The excitation's weights for a convolution's epilogue
+    /// ([`se_kernels::conv2d_fused`]), which applies it to each image while it is in cache.
+    pub fn kernel_excitation(&self) -> Excitation<B> {
+        Excitation {
+            reduce: self.fc1.weight.val(),
+            reduce_bias: self.fc1.bias.as_ref().map(|b| b.val()),
+            expand: self.fc2.weight.val(),
+            expand_bias: self.fc2.bias.as_ref().map(|b| b.val()),
+            gate: self.gate,
+        }
     }
 
     /// [`excite`](Self::excite), shown to `hook` (which may replace the weights) when there is one.

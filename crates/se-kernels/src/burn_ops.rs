@@ -6,6 +6,8 @@ use burn::tensor::ops::{ConvOptions, FloatTensor};
 
 use burn::tensor::TensorPrimitive;
 
+use crate::ConvEpilogue;
+
 /// `relu(x · scale + shift + residual)` plane by plane (see
 /// [`Kernels::plane_affine`](crate::kernels::Kernels::plane_affine)).
 pub fn plane_affine<B: Backend>(
@@ -90,35 +92,53 @@ pub fn plane_moments_grad<B: Backend>(
     dx.reshape([n, c, h, w]).into_primitive().tensor()
 }
 
-/// `relu(conv(x, weight) + bias + residual)` and, if `means`, the mean of every output plane
-/// (see [`Kernels::convolution_fused`](crate::kernels::Kernels::convolution_fused)): the
-/// convolution and the plane pass through [`route`](crate::route), so a backend with kernels
-/// of its own still runs them.
+/// The convolution and its epilogue (see [`conv2d_fused`](crate::conv2d_fused)) as a
+/// convolution, [`plane_affine`](crate::plane_affine) passes and tensor ops, each through
+/// [`route`](crate::route), so a backend with kernels of its own still runs them.
 pub fn convolution_fused<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    residual: Option<FloatTensor<B>>,
-    relu: bool,
-    means: bool,
     options: ConvOptions<2>,
+    epilogue: ConvEpilogue<B>,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
     let y = float::<B, 4>(crate::route::convolution::<B>(x, weight, options));
-    let [n, c, h, w] = y.dims();
-    let scale = Tensor::<B, 2>::ones([n, c], &y.device());
-    let shift = float::<B, 1>(bias).reshape([1, c]).repeat_dim(0, n);
-    let y = float::<B, 4>(crate::route::plane_affine::<B>(
+    let (y, means) = conv_epilogue(y, epilogue);
+    (
         y.into_primitive().tensor(),
-        scale.into_primitive().tensor(),
-        shift.into_primitive().tensor(),
-        residual,
-        relu,
-    ));
-    let means = means.then(|| {
-        let planes = y.clone().reshape([n * c, h * w]).mean_dim(1);
-        planes.reshape([n, c]).into_primitive().tensor()
-    });
-    (y.into_primitive().tensor(), means)
+        means.map(|m| m.into_primitive().tensor()),
+    )
+}
+
+/// [`ConvEpilogue`] applied to a convolution's output `y` (see
+/// [`conv_epilogue`](crate::conv_epilogue)).
+pub fn conv_epilogue<B: Backend>(
+    y: Tensor<B, 4>,
+    epilogue: ConvEpilogue<B>,
+) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
+    let [n, c, h, w] = y.dims();
+    let plane_means = |y: &Tensor<B, 4>| {
+        y.clone()
+            .reshape([n * c, h * w])
+            .mean_dim(1)
+            .reshape([n, c])
+    };
+    let shift = epilogue.bias.reshape([1, c]).repeat_dim(0, n);
+    let ones = Tensor::<B, 2>::ones([n, c], &y.device());
+    match epilogue.excitation {
+        None => {
+            let y = crate::plane_affine(y, ones, shift, epilogue.residual, epilogue.relu);
+            let means = epilogue.plane_means.then(|| plane_means(&y));
+            (y, means)
+        }
+        Some(excitation) => {
+            let y = crate::plane_affine(y, ones, shift, None, false);
+            let means = plane_means(&y);
+            let weights = excitation.weights(means.clone());
+            let zeros = weights.zeros_like();
+            let y = crate::plane_affine(y, weights, zeros, epilogue.residual, epilogue.relu);
+            (y, epilogue.plane_means.then_some(means))
+        }
+    }
 }
 
 /// A float primitive as a tensor.

@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use super::cpu_channels_last::{self as channels_last, Plan};
 use super::cpu_direct::{self as direct, Isa};
 use super::cpu_planes::{assume_init, uninit, zeroed};
+use crate::CpuExcitation;
 
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
 /// `[c_out, c_in / groups, kh, kw]`, output `[n, c_out, oh, ow]`.
@@ -142,23 +143,29 @@ pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
 }
 
 /// What a convolution does to each band of its output while the GEMM has just written it (in
-/// cache), instead of in passes of its own: `relu(y + bias[c] + residual)`. The inference form
-/// of a network runs every BatchNorm folded into its convolution this way (see se-core's
-/// `BatchNorm2d::fold_into`).
+/// cache), instead of in passes of its own: `relu(y + bias[c] + residual)`; with an SE
+/// module's excitation, `relu(e[c] · (y + bias[c]) + residual)`, where `e` is each image's
+/// channel weights from its plane means, applied as soon as that image is done (while it is
+/// still in cache, where a pass over the whole batch would read it back from memory). The
+/// inference form of a network runs every BatchNorm folded into its convolution this way (see
+/// se-core's `BatchNorm2d::fold_into`).
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// Added to every plane of output channel `c`, `[c_out]`.
     pub bias: &'a [f32],
-    /// Added after the bias, `[n, c_out, oh, ow]`.
+    /// Scales each image's planes by the channel weights of their means (after the bias).
+    pub excitation: Option<CpuExcitation<'a>>,
+    /// Added after the bias and the scaling, `[n, c_out, oh, ow]`.
     pub residual: Option<&'a [f32]>,
     /// Ends with a ReLU.
     pub relu: bool,
-    /// Takes the mean of every finished plane (an SE module's squeeze).
+    /// Takes the mean of every finished plane (an SE module's squeeze; with an excitation,
+    /// before its scaling).
     pub plane_means: bool,
 }
 
-/// `relu(conv(x, weight) + bias + residual)` as [`Epilogue`] says, `[n, c_out, oh, ow]`, and the
-/// mean of every output plane, `[n, c_out]`, if it asks for them (zeros otherwise).
+/// `relu(e · (conv(x, weight) + bias) + residual)` as [`Epilogue`] says, `[n, c_out, oh, ow]`,
+/// and the mean of every output plane, `[n, c_out]`, if it asks for them (zeros otherwise).
 pub fn forward_fused(
     geometry: &ConvGeometry,
     x: &[f32],
@@ -173,6 +180,9 @@ pub fn forward_fused(
             g.n * g.c_out * g.out_pixels(),
             "residual size"
         );
+    }
+    if let Some(excitation) = epilogue.excitation {
+        excitation.check(g.c_out);
     }
     // Each output plane is finished by exactly one band of one GEMM, so each mean is stored
     // once; atomics only make that visible to safe code across the threads.
@@ -200,7 +210,7 @@ fn convolve(
     let pixels = g.out_pixels();
     let direct = direct::applies(g).then(|| (Isa::selected(), direct::pack(g, weight)));
     let plan = channels_last::applies(g).then(|| Plan::new(g, Isa::selected(), weight));
-    each_image(x, in_image, out_image, |col, image, x, y, split| {
+    let convolve_image = |col: &mut Vec<f32>, image: usize, x: &[f32], y: &mut [f32], split| {
         // Channels `first..` of `group`'s output, just computed (`band`: their planes): the
         // epilogue, plane by plane, while they are in cache.
         let finish = |group: usize, first: usize, band: &mut [f32]| {
@@ -208,12 +218,17 @@ fn convolve(
                 return;
             };
             let first = image * g.c_out + group * g.group_out() + first;
+            // With an excitation the residual and the ReLU wait for the image's scaling.
+            let (residual, relu) = match epilogue.excitation {
+                None => (epilogue.residual, epilogue.relu),
+                Some(_) => (None, false),
+            };
             for (row, plane) in band.chunks_mut(pixels).enumerate() {
                 let index = first + row; // image · c_out + channel
                 let bias = epilogue.bias[index % g.c_out];
-                let residual = epilogue.residual.map(|r| block(r, index, pixels));
-                finish_plane(plane, bias, residual, epilogue.relu);
-                if epilogue.plane_means {
+                let residual = residual.map(|r| block(r, index, pixels));
+                finish_plane(plane, bias, residual, relu);
+                if epilogue.plane_means || epilogue.excitation.is_some() {
                     means[index].store(mean(plane).to_bits(), Ordering::Relaxed);
                 }
             }
@@ -293,7 +308,54 @@ fn convolve(
             let finish = |first: usize, band: &mut [f32]| finish(group, first, band);
             gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
         }
+    };
+    each_image(x, in_image, out_image, |col, image, x, y, split| {
+        convolve_image(col, image, x, y, split);
+        if let Some((
+            Epilogue {
+                excitation: Some(excitation),
+                residual,
+                relu,
+                ..
+            },
+            means,
+        )) = epilogue
+        {
+            let means: Vec<f32> = means[image * g.c_out..][..g.c_out]
+                .iter()
+                .map(|m| f32::from_bits(m.load(Ordering::Relaxed)))
+                .collect();
+            let weights = excitation.weights(&means);
+            let residual = residual.map(|r| block(r, image, out_image));
+            scale_planes(y, &weights, residual, relu, split);
+        }
     })
+}
+
+/// `plane = relu(plane · weight + residual)` for every plane of one image in place, one weight
+/// per plane: the excitation's scaling, the residual addition and the ReLU of an SE block.
+fn scale_planes(
+    y: &mut [f32],
+    weights: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+    split: Split,
+) {
+    let pixels = y.len() / weights.len();
+    let plane = |(c, plane): (usize, &mut [f32])| {
+        let w = weights[c];
+        match residual.map(|r| block(r, c, pixels)) {
+            Some(r) => plane.iter_mut().zip(r).for_each(|(v, r)| *v = *v * w + r),
+            None => plane.iter_mut().for_each(|v| *v *= w),
+        }
+        if relu {
+            plane.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    };
+    match split {
+        Split::Images => y.chunks_mut(pixels).enumerate().for_each(plane),
+        Split::Within(_) => y.par_chunks_mut(pixels).enumerate().for_each(plane),
+    }
 }
 
 /// `plane = relu(plane + bias + residual)` in place.

@@ -4,12 +4,12 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::cpu_conv::{self as cpu, ConvGeometry};
 use crate::cpu_pool::{self, PoolWindow};
 use crate::kernels::Kernels;
-use crate::{burn_ops, cpu_planes};
+use crate::{ConvEpilogue, CpuExcitation, burn_ops, cpu_planes};
 
 impl Kernels for Flex {
     fn convolution(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
@@ -26,30 +26,54 @@ impl Kernels for Flex {
     fn convolution_fused(
         x: FlexTensor,
         weight: FlexTensor,
-        bias: FlexTensor,
-        residual: Option<FlexTensor>,
-        relu: bool,
-        means: bool,
         options: ConvOptions<2>,
+        epilogue: ConvEpilogue<Flex>,
     ) -> (FlexTensor, Option<FlexTensor>) {
-        if !all_f32(&[&x, &weight, &bias]) || residual.as_ref().is_some_and(|r| !all_f32(&[r])) {
-            return burn_ops::convolution_fused::<Flex>(
-                x, weight, bias, residual, relu, means, options,
-            );
+        let primitive = |t: Tensor<Flex, 1>| t.into_primitive().tensor().to_contiguous();
+        let bias = primitive(epilogue.bias.clone());
+        let residual = (epilogue.residual.clone()).map(|r| r.into_primitive().tensor());
+        let excitation = epilogue.excitation.clone().map(|e| {
+            let [reduce, expand] = [e.reduce, e.expand].map(|w| w.into_primitive().tensor());
+            let biases = [e.reduce_bias, e.expand_bias].map(|b| b.map(primitive));
+            (
+                reduce.to_contiguous(),
+                expand.to_contiguous(),
+                biases,
+                e.gate,
+            )
+        });
+        let mut floats = vec![&x, &weight, &bias];
+        floats.extend(&residual);
+        if let Some((reduce, expand, biases, _)) = &excitation {
+            floats.extend([reduce, expand]);
+            floats.extend(biases.iter().flatten());
         }
-        let [x, weight, bias] = [x, weight, bias].map(|t| t.to_contiguous());
+        if !all_f32(&floats) {
+            return burn_ops::convolution_fused::<Flex>(x, weight, options, epilogue);
+        }
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let residual = residual.map(|r| r.to_contiguous());
         let g = geometry(&x, &weight, &options);
         let epilogue = cpu::Epilogue {
             bias: bias.storage(),
+            excitation: excitation.as_ref().map(
+                |(reduce, expand, [reduce_bias, expand_bias], gate)| CpuExcitation {
+                    reduce: reduce.storage(),
+                    reduce_bias: reduce_bias.as_ref().map(|b| b.storage()),
+                    expand: expand.storage(),
+                    expand_bias: expand_bias.as_ref().map(|b| b.storage()),
+                    gate: *gate,
+                },
+            ),
             residual: residual.as_ref().map(|r| r.storage()),
-            relu,
-            plane_means: means,
+            relu: epilogue.relu,
+            plane_means: epilogue.plane_means,
         };
         let (y, plane_means) = cpu::forward_fused(&g, x.storage(), weight.storage(), epilogue);
         let [oh, ow] = g.output_size();
-        let plane_means =
-            means.then(|| FlexTensor::from_data(TensorData::new(plane_means, [g.n, g.c_out])));
+        let plane_means = epilogue
+            .plane_means
+            .then(|| FlexTensor::from_data(TensorData::new(plane_means, [g.n, g.c_out])));
         (tensor(y, [g.n, g.c_out, oh, ow]), plane_means)
     }
 

@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use crate::burn_ops;
+use crate::{ConvEpilogue, burn_ops};
 
 /// A backend with kernels of its own: flex, and `Autodiff` over such a backend. The public
 /// functions reach it through [`route`]; its defaults are Burn's ops.
@@ -41,21 +41,17 @@ pub(crate) trait Kernels: Backend {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
     }
 
-    /// `relu(conv(x, weight) + bias + residual)` (`bias` `[C_out]`, `residual` shaped as the
-    /// output; the ReLU if `relu`) and, if `means`, the mean of every output plane `[N, C_out]`:
-    /// a convolution with its BatchNorm folded in, its block's addition and activation, and an
-    /// SE module's squeeze, in the pass that writes the output. Inference only (no gradient).
-    #[allow(clippy::too_many_arguments)]
+    /// The convolution and its [`ConvEpilogue`] (see [`conv2d_fused`](crate::conv2d_fused)):
+    /// a convolution with its BatchNorm folded in, an SE module, its block's addition and
+    /// activation, in the pass that writes the output; and, if the epilogue asks, the plane
+    /// means `[N, C_out]`. Inference only (no gradient).
     fn convolution_fused(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        residual: Option<FloatTensor<Self>>,
-        relu: bool,
-        means: bool,
         options: ConvOptions<2>,
+        epilogue: ConvEpilogue<Self>,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        burn_ops::convolution_fused::<Self>(x, weight, bias, residual, relu, means, options)
+        burn_ops::convolution_fused::<Self>(x, weight, options, epilogue)
     }
 
     /// `x · scale + shift`, each `[H, W]` plane with its own `scale` and `shift` (`[N, C]`),

@@ -50,6 +50,7 @@ pub mod cpu_direct;
 pub mod cpu_planes;
 #[cfg(feature = "flex")]
 pub mod cpu_pool;
+mod excitation;
 #[cfg(feature = "flex")]
 mod flex;
 mod kernels;
@@ -64,6 +65,9 @@ use burn::tensor::ops::ConvOptions;
 use burn_ops::float;
 
 pub use allocator::keep_freed_buffers;
+#[cfg(feature = "flex")]
+pub use excitation::CpuExcitation;
+pub use excitation::{Excitation, Gate};
 pub use route::has_cpu_kernels;
 pub use route::on_cpu_threads;
 
@@ -134,25 +138,46 @@ pub fn conv2d<B: Backend>(
 }
 
 /// What [`conv2d_fused`] does to the convolution's output before it returns it:
-/// `relu(y + bias + residual)`.
+/// `relu(e · (y + bias) + residual)`, where `e` is 1 or, with an [`Excitation`], each image's
+/// channel weights from the plane means of `y + bias`.
 #[derive(Debug, Clone)]
 pub struct ConvEpilogue<B: Backend> {
     /// Added to every plane of each output channel, `[C_out]` (a folded BatchNorm's shift).
     pub bias: Tensor<B, 1>,
-    /// Added after the bias, shaped as the output (a residual block's shortcut).
+    /// An SE module whose channel weights scale each image's planes, taken from the mean of
+    /// those planes (after the bias, before the residual).
+    pub excitation: Option<Excitation<B>>,
+    /// Added after the bias and the scaling, shaped as the output (a residual block's
+    /// shortcut).
     pub residual: Option<Tensor<B, 4>>,
     /// Ends with a ReLU.
     pub relu: bool,
-    /// Also return the mean of every output plane, `[N, C_out]` (an SE module's squeeze).
+    /// Also return the mean of every output plane, `[N, C_out]` (an SE module's squeeze); with
+    /// an excitation, of the planes it scaled.
     pub plane_means: bool,
 }
 
+impl<B: Backend> ConvEpilogue<B> {
+    /// Adds `bias` and nothing else.
+    pub fn bias(bias: Tensor<B, 1>) -> Self {
+        Self {
+            bias,
+            excitation: None,
+            residual: None,
+            relu: false,
+            plane_means: false,
+        }
+    }
+}
+
 /// A convolution and what follows it in an inference network, in one pass over the output:
-/// `relu(conv(x, weight) + bias + residual)` as `epilogue` says, `[N, C_in, H, W]` to
+/// `relu(e · (conv(x, weight) + bias) + residual)` as `epilogue` says, `[N, C_in, H, W]` to
 /// `[N, C_out, H', W']`, and the mean of every output plane `[N, C_out]` if asked. On flex the
-/// CPU kernel applies the epilogue to each band of the output as its GEMM writes it, while it
-/// is in cache; elsewhere it runs as a convolution and a [`plane_affine`]. Inference only: under
-/// autodiff it is correct but records the convolution and the plane pass as separate ops.
+/// CPU kernel applies the bias, the residual and the ReLU to each band of the output as its
+/// GEMM writes it, while it is in cache, and an SE module's excitation to each image as soon as
+/// that image is done; elsewhere it runs as a convolution, [`plane_affine`] passes and tensor
+/// ops. Inference only: under autodiff it is correct but records the convolution and the plane
+/// passes as separate ops.
 pub fn conv2d_fused<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
@@ -160,18 +185,18 @@ pub fn conv2d_fused<B: Backend>(
     epilogue: ConvEpilogue<B>,
 ) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
     let [x, weight] = [x, weight].map(|t| t.into_primitive().tensor());
-    let bias = epilogue.bias.into_primitive().tensor();
-    let residual = epilogue.residual.map(|r| r.into_primitive().tensor());
-    let (y, means) = route::convolution_fused::<B>(
-        x,
-        weight,
-        bias,
-        residual,
-        epilogue.relu,
-        epilogue.plane_means,
-        options,
-    );
+    let (y, means) = route::convolution_fused::<B>(x, weight, options, epilogue);
     (float(y), means.map(float))
+}
+
+/// The [`ConvEpilogue`] of [`conv2d_fused`] on a convolution's output `y` computed elsewhere
+/// (`[N, C, H, W]`; a convolution with padding the kernels do not take), as plane passes and
+/// tensor ops.
+pub fn conv_epilogue<B: Backend>(
+    y: Tensor<B, 4>,
+    epilogue: ConvEpilogue<B>,
+) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
+    burn_ops::conv_epilogue(y, epilogue)
 }
 
 #[cfg(all(test, feature = "flex"))]
@@ -372,7 +397,8 @@ mod tests {
     }
 
     /// The fused convolution (CPU kernel on flex) against a convolution followed by Burn's ops
-    /// for its bias, residual, ReLU and plane means: with and without each part, at batch 1
+    /// for its bias, SE excitation (each gate, with and without biases), residual, ReLU and
+    /// plane means: with and without each part, at batch 1
     /// (the GEMM split into bands of channels across threads, each band finished on its own,
     /// within each group too) and a batch large enough for images in parallel, grouped and
     /// strided, through the GEMM and the direct 3x3 kernel.
@@ -398,34 +424,122 @@ mod tests {
             ([1, 6, 64, 64], 20, 3, 2, 1, 1),
             ([many.max(5), 4, 15, 15], 40, 3, 1, 1, 1),
         ];
-        for ([n, c, h, w], co, k, s, p, groups) in cases {
+        let gates = [Gate::Sigmoid, Gate::HardSigmoid, Gate::Tanh, Gate::Relu];
+        for (case, ([n, c, h, w], co, k, s, p, groups)) in cases.into_iter().enumerate() {
             let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);
             let x = normal([n, c, h, w]);
             let weight = normal([co, c / groups, k, k]);
             let bias = Tensor::<Flex, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
             let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
             let residual = normal(y.dims());
-            for (with_residual, with_relu) in [(false, false), (true, true), (false, true)] {
+            let excitation = random_excitation(co, gates[case % 4], case % 2 == 0, &device);
+            let parts = [(false, false), (true, true), (false, true)];
+            for (with_excitation, (with_residual, with_relu)) in [false, true]
+                .into_iter()
+                .flat_map(|e| parts.map(|p| (e, p)))
+            {
                 let epilogue = ConvEpilogue {
                     bias: bias.clone(),
+                    excitation: with_excitation.then(|| excitation.clone()),
                     residual: with_residual.then(|| residual.clone()),
                     relu: with_relu,
                     plane_means: true,
                 };
                 let (ours, means) =
                     conv2d_fused(x.clone(), weight.clone(), options.clone(), epilogue);
+                let plane_means = |y: Tensor<Flex, 4>| {
+                    let [n, c, h, w] = y.dims();
+                    y.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+                };
                 let mut expected = y.clone() + bias.clone().reshape([1, co, 1, 1]);
+                let mut expected_means = plane_means(expected.clone());
+                if with_excitation {
+                    let weights = excitation.weights(expected_means.clone());
+                    expected = expected * weights.reshape([n, co, 1, 1]);
+                }
                 if with_residual {
                     expected = expected + residual.clone();
                 }
                 if with_relu {
                     expected = relu(expected);
                 }
-                let [_, _, oh, ow] = expected.dims();
-                let expected_means = expected.clone().reshape([n, co, oh * ow]).mean_dim(2);
+                if !with_excitation {
+                    expected_means = plane_means(expected.clone());
+                }
                 assert_close(ours, expected);
-                assert_close(means.unwrap(), expected_means.reshape([n, co]));
+                assert_close(means.unwrap(), expected_means);
             }
+        }
+    }
+
+    /// An SE excitation over `channels` channels (hidden width 4) with random weights.
+    fn random_excitation<B: Backend>(
+        channels: usize,
+        gate: Gate,
+        biases: bool,
+        device: &B::Device,
+    ) -> Excitation<B> {
+        let normal = Distribution::Normal(0.0, 1.0);
+        let bias = |len: usize| biases.then(|| Tensor::random([len], normal, device));
+        Excitation {
+            reduce: Tensor::random([channels, 4], normal, device),
+            reduce_bias: bias(4),
+            expand: Tensor::random([4, channels], normal, device),
+            expand_bias: bias(channels),
+            gate,
+        }
+    }
+
+    /// Every other backend runs the fused convolution as Burn's ops (`burn_ops`): the same
+    /// result as flex's kernel, with an excitation, a residual and a ReLU, at batch 1 and 3.
+    #[test]
+    fn a_fused_convolution_with_excitation_is_the_same_on_ndarray() {
+        use burn::backend::NdArray;
+        fn run<B: Backend>(data: [&TensorData; 4], excitation: &[TensorData; 4]) -> TensorData {
+            let device = Default::default();
+            let [x, weight, bias, residual] = data;
+            let epilogue = ConvEpilogue {
+                bias: Tensor::<B, 1>::from_data(bias.clone(), &device),
+                excitation: Some(Excitation {
+                    reduce: Tensor::from_data(excitation[0].clone(), &device),
+                    reduce_bias: Some(Tensor::from_data(excitation[1].clone(), &device)),
+                    expand: Tensor::from_data(excitation[2].clone(), &device),
+                    expand_bias: Some(Tensor::from_data(excitation[3].clone(), &device)),
+                    gate: Gate::Sigmoid,
+                }),
+                residual: Some(Tensor::from_data(residual.clone(), &device)),
+                relu: true,
+                plane_means: false,
+            };
+            let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+            let x = Tensor::<B, 4>::from_data(x.clone(), &device);
+            let weight = Tensor::<B, 4>::from_data(weight.clone(), &device);
+            let (y, means) = conv2d_fused(x, weight, options, epilogue);
+            assert!(means.is_none(), "means only when asked");
+            y.into_data()
+        }
+        let device = Default::default();
+        for n in [1, 3] {
+            let normal = |dims: [usize; 4]| {
+                Tensor::<Flex, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device).into_data()
+            };
+            let bias = Tensor::<Flex, 1>::random([16], Distribution::Normal(0.0, 1.0), &device);
+            let e = random_excitation::<Flex>(16, Gate::Sigmoid, true, &device);
+            let excitation = [
+                e.reduce.into_data(),
+                e.reduce_bias.unwrap().into_data(),
+                e.expand.into_data(),
+                e.expand_bias.unwrap().into_data(),
+            ];
+            let data = [
+                &normal([n, 8, 18, 18]),
+                &normal([16, 8, 3, 3]),
+                &bias.into_data(),
+                &normal([n, 16, 18, 18]),
+            ];
+            let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+            run::<Flex>(data, &excitation)
+                .assert_approx_eq(&run::<NdArray>(data, &excitation), tolerance);
         }
     }
 
@@ -438,10 +552,9 @@ mod tests {
             &device,
         );
         let epilogue = ConvEpilogue {
-            bias: Tensor::from_floats([-20.0], &device),
-            residual: None,
             relu: true,
             plane_means: true,
+            ..ConvEpilogue::bias(Tensor::from_floats([-20.0], &device))
         };
         let box_filter = Tensor::<Flex, 4>::ones([1, 1, 3, 3], &device);
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);

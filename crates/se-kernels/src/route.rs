@@ -11,9 +11,9 @@ use std::any::{Any, TypeId};
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 
-use crate::burn_ops;
 #[cfg(feature = "flex")]
 use crate::kernels::Kernels;
+use crate::{ConvEpilogue, burn_ops};
 
 /// Whether `B` runs this crate's CPU kernels (`Flex`, or `Autodiff` over it) rather than Burn's
 /// ops. Every backend gives the same results either way; this only says which code runs.
@@ -90,20 +90,16 @@ pub(crate) fn convolution<B: Backend>(
     route!(B, convolution(x, weight, options), else B::conv2d(x, weight, None, options))
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn convolution_fused<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    residual: Option<FloatTensor<B>>,
-    relu: bool,
-    means: bool,
     options: ConvOptions<2>,
+    epilogue: ConvEpilogue<B>,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
     route!(
         B,
-        convolution_fused(x, weight, bias, residual, relu, means, options),
-        else burn_ops::convolution_fused::<B>(x, weight, bias, residual, relu, means, options)
+        convolution_fused(x, weight, options, epilogue),
+        else burn_ops::convolution_fused::<B>(x, weight, options, epilogue)
     )
 }
 

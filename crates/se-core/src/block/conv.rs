@@ -7,9 +7,10 @@ use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, s};
-use se_kernels::{ConvEpilogue, conv2d, conv2d_fused, plane_affine};
+use se_kernels::{ConvEpilogue, conv_epilogue, conv2d, conv2d_fused};
 
 use crate::norm::{BatchNorm2d as BatchNorm, BatchNorm2dConfig};
+use crate::squeeze_excitation::SqueezeExcitation;
 
 /// Weight initialisation of convolutions as in torchvision/timm ResNets: Kaiming normal, fan-out,
 /// ReLU gain.
@@ -92,7 +93,12 @@ pub fn conv_norm<B: Backend>(
     relu: bool,
 ) -> Tensor<B, 4> {
     if norm.folded {
-        return conv_fused(conv, x, residual, relu, false).0;
+        let epilogue = ConvEpilogue {
+            residual,
+            relu,
+            ..folded_epilogue(conv)
+        };
+        return conv_fused(conv, x, epilogue).0;
     }
     let y = conv_forward(conv, x);
     norm.affine(y.clone()).apply_then(y, residual, relu)
@@ -104,48 +110,58 @@ pub(crate) fn conv_with_plane_means<B: Backend>(
     conv: &Conv2d<B>,
     x: Tensor<B, 4>,
 ) -> (Tensor<B, 4>, Tensor<B, 2>) {
-    let (y, means) = conv_fused(conv, x, None, false, true);
+    let epilogue = ConvEpilogue {
+        plane_means: true,
+        ..folded_epilogue(conv)
+    };
+    let (y, means) = conv_fused(conv, x, epilogue);
     (
         y,
         means.expect("conv_fused returns the plane means it is asked for"),
     )
 }
 
-/// `relu(conv(x) + bias + residual)` in one [`conv2d_fused`] call, and the plane means if
-/// `means`.
+/// `relu(se(conv(x)) + shortcut)` for `conv` with its BatchNorm folded in: the end of an SE
+/// block in one [`conv2d_fused`] call, whose kernel scales each image as soon as its
+/// convolution is done.
+pub(crate) fn conv_excite_add_relu<B: Backend>(
+    conv: &Conv2d<B>,
+    se: &SqueezeExcitation<B>,
+    x: Tensor<B, 4>,
+    shortcut: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let epilogue = ConvEpilogue {
+        excitation: Some(se.kernel_excitation()),
+        residual: Some(shortcut),
+        relu: true,
+        ..folded_epilogue(conv)
+    };
+    conv_fused(conv, x, epilogue).0
+}
+
+/// The epilogue of a convolution with a BatchNorm folded in: its bias, nothing else.
+fn folded_epilogue<B: Backend>(conv: &Conv2d<B>) -> ConvEpilogue<B> {
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([conv.weight.dims()[0]], &conv.weight.device()),
+    };
+    ConvEpilogue::bias(bias)
+}
+
+/// `conv(x)` and `epilogue` in one [`conv2d_fused`] call.
 fn conv_fused<B: Backend>(
     conv: &Conv2d<B>,
     x: Tensor<B, 4>,
-    residual: Option<Tensor<B, 4>>,
-    relu: bool,
-    means: bool,
+    epilogue: ConvEpilogue<B>,
 ) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
-    let [out_channels, ..] = conv.weight.dims();
-    let bias = match &conv.bias {
-        Some(bias) => bias.val(),
-        None => Tensor::zeros([out_channels], &conv.weight.device()),
-    };
-    let epilogue = ConvEpilogue {
-        bias,
-        residual,
-        relu,
-        plane_means: means,
-    };
     match kernel_input(conv, x) {
         Ok((x, options)) => conv2d_fused(x, conv.weight.val(), options, epilogue),
         Err(x) => {
             // Padding the kernels do not take: Burn's convolution, which adds `conv.bias` (the
-            // epilogue's bias, or nothing where that is zeros), then the rest.
+            // epilogue's bias), then the rest of the epilogue.
             let y = conv.forward(x);
-            let [n, c, h, w] = y.dims();
-            let device = y.device();
-            let (scale, shift) = (
-                Tensor::ones([n, c], &device),
-                Tensor::zeros([n, c], &device),
-            );
-            let y = plane_affine(y, scale, shift, epilogue.residual, relu);
-            let means = means.then(|| y.clone().reshape([n, c, h * w]).mean_dim(2).reshape([n, c]));
-            (y, means)
+            let bias = epilogue.bias.zeros_like();
+            conv_epilogue(y, ConvEpilogue { bias, ..epilogue })
         }
     }
 }
