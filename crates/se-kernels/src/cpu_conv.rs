@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::cpu_channels_last::{self as channels_last, Plan};
 use super::cpu_direct::{self as direct, Isa};
-use super::cpu_planes::{assume_init, uninit, zeroed};
+use super::cpu_planes::{assume_init, min_planes, uninit, zeroed};
 use crate::CpuExcitation;
 
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
@@ -354,7 +354,11 @@ fn scale_planes(
     };
     match split {
         Split::Images => y.chunks_mut(pixels).enumerate().for_each(plane),
-        Split::Within(_) => y.par_chunks_mut(pixels).enumerate().for_each(plane),
+        Split::Within(_) => y
+            .par_chunks_mut(pixels)
+            .enumerate()
+            .with_min_len(min_planes(pixels))
+            .for_each(plane),
     }
 }
 

@@ -39,7 +39,7 @@ pub(crate) unsafe fn assume_init(buffer: Vec<MaybeUninit<f32>>) -> Vec<f32> {
 }
 
 /// Planes per parallel task: enough values that a task is worth scheduling.
-fn min_planes(plane_len: usize) -> usize {
+pub(crate) fn min_planes(plane_len: usize) -> usize {
     (16 * 1024 / plane_len.max(1)).max(1)
 }
 
