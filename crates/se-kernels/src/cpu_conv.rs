@@ -459,14 +459,24 @@ fn each_image(
             .for_each(|(index, (out, input))| {
                 with_scratch(|col| image(col, index, input, zeroed(out), Split::Images))
             }),
-        within => with_scratch(|col| {
-            let images = output
-                .chunks_mut(output_image)
-                .zip(input.chunks(input_image));
-            for (index, (out, input)) in images.enumerate() {
-                image(col, index, input, zeroed(out), within);
-            }
-        }),
+        within => {
+            // Zeroed across the threads first: on the calling thread alone, the zeroing of
+            // every layer's output was ~4% of SE-ResNet-50's batch-1 forward pass.
+            output.par_chunks_mut(1 << 16).for_each(|chunk| {
+                zeroed(chunk);
+            });
+            // SAFETY: every value of `output` was just zeroed.
+            let mut output = unsafe { assume_init(output) };
+            with_scratch(|col| {
+                let images = output
+                    .chunks_mut(output_image)
+                    .zip(input.chunks(input_image));
+                for (index, (out, input)) in images.enumerate() {
+                    image(col, index, input, out, within);
+                }
+            });
+            return output;
+        }
     }
     // SAFETY: every image of `output` went through `zeroed`.
     unsafe { assume_init(output) }
