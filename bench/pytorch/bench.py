@@ -131,10 +131,12 @@ def gemm_peak():
     }))
 
 
-def median_seconds(repeat, step):
+def median_seconds(repeat, step, min_seconds=0.0):
+    """Median timing of `step` after one warm-up: `repeat` timings, or more until they add up
+    to `min_seconds` (at most 100,000), as `se bench --min-seconds` does."""
     step()  # warm-up
     times = []
-    for _ in range(max(repeat, 1)):
+    while len(times) < max(repeat, 1) or (sum(times) < min_seconds and len(times) < 100_000):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -149,6 +151,10 @@ def main():
     parser.add_argument("--input-size", type=int, required=True)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--min-seconds", type=float, default=0.0,
+        help="keep timing past --repeat until the timed steps add up to this many seconds",
+    )
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
     parser.add_argument(
         "--runtime", choices=["eager", "channels_last", "onnxruntime"], default="eager"
@@ -196,7 +202,7 @@ def main():
             F.cross_entropy(model(x), targets).backward()
             optimizer.step()
 
-    seconds = median_seconds(args.repeat, step)
+    seconds = median_seconds(args.repeat, step, args.min_seconds)
     print(json.dumps({
         "framework": framework,
         "backend": backend or f"torch {torch.__version__} cpu, {torch.get_num_threads()} threads",

@@ -15,7 +15,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [--vs-onnxruntime] \
-[--models a,b,..] [--repeat N] [--rounds N] [--python PATH] [--out DIR]
+[--models a,b,..] [--repeat N] [--min-seconds S] [--rounds N] [--python PATH] [--out DIR]
 
   --vs-pytorch      PyTorch eager (train and infer) and channels-last + inference_mode (infer)
   --vs-onnxruntime  ONNX Runtime, the PyTorch model exported to ONNX, all graph optimisations,
@@ -26,6 +26,8 @@ pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [
               ones at 224x224 (inference b1 and b8, training b16)
   --modes     infer, train or both (default: infer,train)
   --repeat    timed repetitions per measurement, after one warm-up (median; default 5)
+  --min-seconds  and more until they add up to S seconds (default 1: the steady state of
+              fast steps, not their first few runs)
   --rounds    measurements per row, alternating Burn and PyTorch (median; default 3 with
               --vs-pytorch, else 1)
   --python    the python with torch, timm and onnxruntime (default: $SE_TORCH_PYTHON, else the
@@ -78,6 +80,7 @@ struct Options {
     models: Vec<String>,
     modes: Vec<String>,
     repeat: usize,
+    min_seconds: f64,
     rounds: usize,
     python: Option<PathBuf>,
     out: Option<PathBuf>,
@@ -98,6 +101,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         .to_vec(),
         modes: vec!["infer".into(), "train".into()],
         repeat: 5,
+        min_seconds: 1.0,
         rounds: 0,
         python: std::env::var_os("SE_TORCH_PYTHON").map(PathBuf::from),
         out: None,
@@ -119,6 +123,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--models" => options.models = value()?.split(',').map(String::from).collect(),
             "--modes" => options.modes = value()?.split(',').map(String::from).collect(),
             "--repeat" => options.repeat = number(value()?)?,
+            "--min-seconds" => {
+                let text = value()?;
+                options.min_seconds = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("{arg}: not a number of seconds: {text}"))?;
+            }
             "--rounds" => options.rounds = number(value()?)?,
             "--python" => options.python = Some(value()?.into()),
             "--out" => options.out = Some(value()?.into()),
@@ -166,7 +178,7 @@ fn measure(mut command: Command) -> Result<Value, String> {
         .ok_or_else(|| format!("{command:?} printed no JSON:\n{stdout}"))
 }
 
-fn burn_command(se: &Path, row: &Row, repeat: usize) -> Command {
+fn burn_command(se: &Path, row: &Row, options: &Options) -> Command {
     let (infer, train) = match row.mode {
         "infer" => (row.batch, 0),
         _ => (0, row.batch),
@@ -178,12 +190,19 @@ fn burn_command(se: &Path, row: &Row, repeat: usize) -> Command {
             format!("--batch={infer}"),
             format!("--train-batch={train}"),
             format!("--input-size={}", row.input_size),
-            format!("--repeat={repeat}"),
+            format!("--repeat={}", options.repeat),
+            format!("--min-seconds={}", options.min_seconds),
         ]);
     command
 }
 
-fn peer_command(python: &Path, script: &Path, row: &Row, repeat: usize, runtime: &str) -> Command {
+fn peer_command(
+    python: &Path,
+    script: &Path,
+    row: &Row,
+    options: &Options,
+    runtime: &str,
+) -> Command {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut command = Command::new(python);
     command
@@ -194,7 +213,8 @@ fn peer_command(python: &Path, script: &Path, row: &Row, repeat: usize, runtime:
             format!("--mode={}", row.mode),
             format!("--batch={}", row.batch),
             format!("--input-size={}", row.input_size),
-            format!("--repeat={repeat}"),
+            format!("--repeat={}", options.repeat),
+            format!("--min-seconds={}", options.min_seconds),
             format!("--threads={threads}"),
         ]);
     command
@@ -318,7 +338,7 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
                 "round {round}/{}: {} {} b{} ({}x{})",
                 options.rounds, row.model, row.mode, row.batch, row.input_size, row.input_size
             );
-            let burn = measure(burn_command(se, row, options.repeat))?;
+            let burn = measure(burn_command(se, row, &options))?;
             raw.entry((row.clone(), "burn".into()))
                 .or_default()
                 .push(burn);
@@ -327,7 +347,7 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
                     continue;
                 }
                 let python = python.as_ref().expect("a python for the peers");
-                let peer = measure(peer_command(python, &script, row, options.repeat, runtime))?;
+                let peer = measure(peer_command(python, &script, row, &options, runtime))?;
                 let framework = peer["framework"].as_str().unwrap_or(runtime).to_string();
                 raw.entry((row.clone(), framework)).or_default().push(peer);
             }
@@ -444,7 +464,7 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         "# Benchmark {stamp}\n\n- command: `{command}`\n- machine: {} ({} cores{}), {} GiB, {}\n\
          - Burn: backend {backend}, release build, commit {commit}\n- peers: {}\n\
          - large-GEMM peak: {}\n\
-         - {} timed repetitions per measurement (median), median of {} round(s); GFLOP/s count a \
+         - {} timed repetitions per measurement, or more until {} s (median), median of {} round(s); GFLOP/s count a \
          multiply-add as two operations and a training step as three forward passes\n\n{table}",
         machine["cpu"].as_str().unwrap_or_default(),
         machine["cores"],
@@ -460,6 +480,7 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
             "{p:.1} GFLOP/s (float32 2048x2048 matrix product, every core)"
         )),
         options.repeat,
+        options.min_seconds,
         options.rounds,
     );
     if overhead_rows > 0 {
@@ -473,6 +494,7 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
     let report = json!({
         "command": command, "machine": machine, "backend": backend, "commit": commit,
         "peers": backends, "gemm_peak_gflops": peak, "repeat": options.repeat,
+        "min_seconds": options.min_seconds,
         "rounds": options.rounds,
         "results": results,
         "raw": raw.iter().map(|((_, _), runs)| runs.clone()).collect::<Vec<_>>(),

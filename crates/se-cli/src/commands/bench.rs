@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// Timed repetitions after one warm-up (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
+    /// Keep timing past `--repeat` until the timed steps add up to this many seconds: the
+    /// steady-state rate of a fast step (a batch-1 CIFAR pass takes about a millisecond), not
+    /// that of its first few runs.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_seconds: f64,
     /// One JSON object per measurement instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -79,16 +84,28 @@ impl Measurement {
     }
 }
 
-/// Median of `repeat` timings of `step`, after one warm-up call, in seconds.
-fn median_seconds(repeat: usize, mut step: impl FnMut()) -> f64 {
+/// How many times a step is timed: at least `repeat` times and `min_seconds` in all.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    repeat: usize,
+    min_seconds: f64,
+}
+
+/// The median timing of `step`, after one warm-up call, in seconds: `timing.repeat` timings,
+/// or more until they add up to `timing.min_seconds` (at most 100,000).
+fn median_seconds(timing: Timing, mut step: impl FnMut()) -> f64 {
     step();
-    let mut times: Vec<f64> = (0..repeat.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            step();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+    let mut times = Vec::new();
+    let mut total = 0.0;
+    while times.len() < timing.repeat.max(1)
+        || (total < timing.min_seconds && times.len() < 100_000)
+    {
+        let start = Instant::now();
+        step();
+        let seconds = start.elapsed().as_secs_f64();
+        times.push(seconds);
+        total += seconds;
+    }
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
@@ -106,7 +123,7 @@ fn peak_rss_mb() -> Option<f64> {
 fn time_inference(
     config: &ResNetConfig,
     (batch, size): (usize, usize),
-    repeat: usize,
+    timing: Timing,
     unfolded: bool,
     device: &burn::tensor::Device<Backend>,
 ) -> f64 {
@@ -121,7 +138,7 @@ fn time_inference(
         Distribution::Default,
         device,
     );
-    median_seconds(repeat, || {
+    median_seconds(timing, || {
         let _ = model.forward(x.clone()).into_data();
     })
 }
@@ -131,7 +148,7 @@ fn time_training(
     config: &ResNetConfig,
     batch: usize,
     size: usize,
-    repeat: usize,
+    timing: Timing,
     device: &burn::tensor::Device<Backend>,
 ) -> f64 {
     let mut model = config.init::<TrainBackend>(device);
@@ -143,7 +160,7 @@ fn time_training(
     );
     let targets = Tensor::<TrainBackend, 1, Int>::zeros([batch], device);
     let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(device);
-    let seconds = median_seconds(repeat, || {
+    let seconds = median_seconds(timing, || {
         let loss = loss_fn.forward(model.forward(x.clone()), targets.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optimizer.step(0.01, model.clone(), grads);
@@ -156,6 +173,10 @@ fn time_training(
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = backend::device()?;
+    let timing = Timing {
+        repeat: args.repeat,
+        min_seconds: args.min_seconds,
+    };
     if !args.json {
         println!(
             "| model | backend | input | infer b{} (img/s) | train b{} (img/s) | params |",
@@ -184,11 +205,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut rows = Vec::new();
         if args.batch > 0 {
             let shape = (args.batch, size);
-            let seconds = time_inference(&config, shape, args.repeat, args.unfolded, &device);
+            let seconds = time_inference(&config, shape, timing, args.unfolded, &device);
             rows.push(measure("infer", args.batch, seconds));
         }
         if args.train_batch > 0 {
-            let seconds = time_training(&config, args.train_batch, size, args.repeat, &device);
+            let seconds = time_training(&config, args.train_batch, size, timing, &device);
             rows.push(measure("train", args.train_batch, seconds));
         }
         Backend::sync(&device)?;
@@ -213,4 +234,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_step_is_timed_repeat_times_and_then_until_min_seconds() {
+        let mut calls = 0;
+        let timing = Timing {
+            repeat: 3,
+            min_seconds: 0.0,
+        };
+        median_seconds(timing, || calls += 1);
+        assert_eq!(calls, 4, "one warm-up and three timings");
+
+        let (mut calls, start) = (0, Instant::now());
+        let timing = Timing {
+            repeat: 3,
+            min_seconds: 0.02,
+        };
+        let median = median_seconds(timing, || {
+            calls += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        assert!(start.elapsed().as_secs_f64() >= 0.02);
+        // Each sleep takes at least a millisecond: 20 timings reach 0.02 s.
+        assert!((4..=21).contains(&calls), "{calls} calls");
+        assert!(median >= 0.001, "{median}");
+    }
 }
