@@ -1,6 +1,6 @@
 //! Direct convolution through a channels-last copy of the input, for layers with a spatial
-//! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 16
-//! (ResNet-20's 8x8 stage; ResNet-50's 14x14 and 7x7 ones from batch 8 and 21), stride 2 (the
+//! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 8
+//! (ResNet-50's 7x7 ones from batch 21), stride 2 (the
 //! downsampling 3x3 layers), other kernel sizes (the 7x7 stem) — where the weights are reused
 //! over at least 1024 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem).
 //!

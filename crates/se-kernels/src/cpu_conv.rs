@@ -196,7 +196,7 @@ pub fn forward_fused(
 }
 
 /// The forward pass, with the epilogue (and where to put the plane means) if given: 3x3
-/// stride-1 layers on planes at least 16 wide by the direct kernel (`cpu_direct`), other
+/// stride-1 layers on planes at least 8 wide by the direct kernel (`cpu_direct`), other
 /// ungrouped layers with a spatial kernel and enough output pixels by the channels-last kernel
 /// (`cpu_channels_last::applies`), the rest (1x1 layers among them) as im2col + GEMM.
 fn convolve(
@@ -208,7 +208,7 @@ fn convolve(
     g.check(Some(x), Some(weight), None);
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     let pixels = g.out_pixels();
-    let direct = direct::applies(g).then(|| (Isa::selected(), direct::pack(g, weight)));
+    let direct = direct::applies(g).then(Isa::selected);
     let plan = channels_last::applies(g).then(|| Plan::new(g, Isa::selected(), weight));
     let convolve_image = |col: &mut Vec<f32>, image: usize, x: &[f32], y: &mut [f32], split| {
         // Channels `first..` of `group`'s output, just computed (`band`: their planes): the
@@ -233,12 +233,11 @@ fn convolve(
                 }
             }
         };
-        if let Some((isa, packed)) = &direct {
+        if let Some(isa) = direct {
             // Every group's input bordered at once, then each block of output channels of each
             // group is one task: grouped layers at batch 1 spread over the threads too.
-            direct::border(*isa, g, x, col);
+            direct::border(isa, g, x, col);
             let padded = col.as_slice();
-            let blocks = g.group_out().div_ceil(direct::OUT_BLOCK);
             let bands: Vec<(usize, usize, &mut [f32])> = y
                 .chunks_mut(g.group_out() * pixels)
                 .enumerate()
@@ -249,9 +248,11 @@ fn convolve(
                 .collect();
             let channels = |(group, b, band): (usize, usize, &mut [f32])| {
                 let input = block(padded, group, padded.len() / g.groups);
-                let weights = block(packed, group * blocks + b, direct::block_len(g));
+                let filters = band.len() / pixels;
+                let first = group * g.group_out() + b * direct::OUT_BLOCK;
+                let weights = &weight[first * g.col_rows()..][..filters * g.col_rows()];
                 with_buffer(&TILES, |tiles| {
-                    direct::block(*isa, g, input, weights, band, tiles)
+                    direct::block(isa, g, input, weights, band, tiles)
                 });
                 finish(group, b * direct::OUT_BLOCK, band);
             };

@@ -2,17 +2,22 @@
 //! block): no column matrix, each input value is read from cache by the nine taps that use it.
 //!
 //! The trick that keeps it short: each input plane is copied once into a zero-bordered plane
-//! `(H + 2) x (W + 2)` laid out flat, and the output is computed over the same flat positions
-//! `p = y · (W + 2) + x` (two junk columns per row, dropped when the result is copied out).
-//! Tap `(ky, kx)` of output position `p` then reads position `p + ky · (W + 2) + kx`, so every
+//! laid out flat with rows of `W + 1` (one zero column serves as the right border of a row and
+//! the left border of the next), and the output is computed over the same flat positions
+//! `p = y · (W + 1) + x` (one junk column per row, dropped when the result is copied out).
+//! Tap `(ky, kx)` of output position `p` then reads position `p + ky · (W + 1) + kx`, so every
 //! tap of a whole run of outputs is one contiguous vector load, with no edge cases.
 //!
-//! The register tile is [`OUT_BLOCK`] output channels by `V` vectors of positions: for each
-//! input channel and tap, `V` loads, then `OUT_BLOCK · V` fused multiply-adds with the weight
-//! broadcast. Weights are repacked per call as `[groups][channel block][c_in/groups][9][OUT_BLOCK]`
-//! so that the broadcasts read memory in order. The vector width is chosen at run time
-//! ([`Isa`]): AVX-512 (16 lanes, `V = 3`: 24 accumulators of 32 registers), AVX2 + FMA (8 lanes,
-//! `V = 1`: 8 of 16) or scalar code for every other CPU; `SE_KERNELS_ISA=avx2|scalar` forces a
+//! The register tile is `O` output channels by `V` vectors of positions: for each input
+//! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The plane's positions are rounded up to whole vectors, not whole tiles: the last
+//! tile of a plane is as many vectors as are left (an 8x8 plane is 72 positions, 80 computed
+//! rather than 96). The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each
+//! tile broadcasts from one row per output channel, `O` sequential streams (repacking them per
+//! call took 14% of an 8x8 64-channel layer at batch 1). The vector width and the tile are
+//! chosen at run time ([`Isa`]): AVX-512 (16 lanes, 8 channels by 3 vectors: 24 accumulators of
+//! 32 registers), AVX2 + FMA (8 lanes, 4 channels by 3 vectors: 12 of 16, the other 4 for the
+//! loads and the broadcast; 8 channels by 1 vector ran 27% slower, two loads per FMA) or scalar
+//! code for every other CPU; `SE_KERNELS_ISA=avx2|scalar` forces a
 //! narrower one (the tests run each against the im2col path).
 //!
 //! Why not the blocked `NCHWc` layout of ONNX Runtime's MLAS: it needs every other op of the
@@ -25,7 +30,7 @@ use std::sync::OnceLock;
 use super::cpu_conv::ConvGeometry;
 use crate::simd::{Scalar, Simd};
 
-/// Output channels per register tile (and per block of packed weights).
+/// Output channels per block: one task, one output band.
 pub(crate) const OUT_BLOCK: usize = 8;
 
 /// The vector instructions the direct kernel runs with.
@@ -84,21 +89,21 @@ impl Isa {
         })
     }
 
-    /// Flat output positions per register tile.
-    fn tile(self) -> usize {
+    /// Positions per vector.
+    fn lanes(self) -> usize {
         match self {
-            Isa::Avx512 => 48,
+            Isa::Avx512 => 16,
             Isa::Avx2 => 8,
-            Isa::Scalar => 4,
+            Isa::Scalar => 1,
         }
     }
 }
 
 /// Whether the direct kernel computes this convolution: 3x3, stride 1, padding 1, no dilation,
 /// at least [`OUT_BLOCK`] output channels per group (fewer would leave most of each tile
-/// unused) and planes at least 16 wide (on narrower ones the two border columns of each row
-/// and the last tile's rounding waste a fifth or more of the work, and im2col + GEMM measured
-/// as fast or faster: `examples/direct.rs`).
+/// unused) and planes at least 8 wide (a 7x7 plane computes 64 positions for 49 outputs, and
+/// the channels-last kernel or im2col + GEMM measured as fast or faster there, where the 8x8
+/// and 14x14 planes ran up to twice as fast here: `examples/direct.rs`).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     enabled() && takes(g)
 }
@@ -110,7 +115,7 @@ pub(crate) fn takes(g: &ConvGeometry) -> bool {
         && g.padding == [1, 1]
         && g.dilation == [1, 1]
         && g.c_out / g.groups >= OUT_BLOCK
-        && g.w >= 16
+        && g.w >= 8
 }
 
 /// Whether the direct kernel runs at all: `SE_KERNELS_DIRECT=0` sends every convolution to the
@@ -120,12 +125,14 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("SE_KERNELS_DIRECT").map_or(true, |v| v != "0"))
 }
 
-/// The flat zero-bordered layout of one image's planes for a given geometry and ISA.
+/// The flat zero-bordered layout of one image's planes for a given geometry and ISA: input
+/// pixel `(y, x)` at `(y + 1) · row + x + 1`, zeros at every multiple of `row` (the border
+/// columns), in the first row (the top border) and past the last.
 #[derive(Clone, Copy)]
 struct Layout {
-    /// `W + 2`: a bordered row.
+    /// `W + 1`: a row and its border column.
     row: usize,
-    /// Flat output positions computed, `H · (W + 2)` rounded up to whole tiles.
+    /// Flat output positions computed, `H · (W + 1)` rounded up to whole vectors.
     positions: usize,
     /// Distance between two bordered input planes: room for every tap of every tile.
     plane: usize,
@@ -133,32 +140,14 @@ struct Layout {
 
 impl Layout {
     fn new(g: &ConvGeometry, isa: Isa) -> Self {
-        let row = g.w + 2;
-        let positions = (g.h * row).next_multiple_of(isa.tile());
+        let row = g.w + 1;
+        let positions = (g.h * row).next_multiple_of(isa.lanes());
         Self {
             row,
             positions,
             plane: positions + 2 * row + 2,
         }
     }
-}
-
-/// Weights `[c_out, c_in / groups, 3, 3]` repacked for the kernel: for each group and block of
-/// [`OUT_BLOCK`] output channels, `[c_in / groups][9][OUT_BLOCK]`, zero for channels past the
-/// group's last.
-pub(crate) fn pack(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
-    let (group_in, group_out) = (g.c_in / g.groups, g.c_out / g.groups);
-    let blocks = group_out.div_ceil(OUT_BLOCK);
-    let block_len = group_in * 9 * OUT_BLOCK;
-    let mut packed = vec![0.0; g.groups * blocks * block_len];
-    for (co, filters) in weight.chunks(group_in * 9).enumerate() {
-        let (group, within) = (co / group_out, co % group_out);
-        let block = &mut packed[(group * blocks + within / OUT_BLOCK) * block_len..][..block_len];
-        for (ci_tap, value) in filters.iter().enumerate() {
-            block[ci_tap * OUT_BLOCK + within % OUT_BLOCK] = *value;
-        }
-    }
-    packed
 }
 
 /// One image's bordered input planes (`planes`: `[channels, H, W]`, all groups or one),
@@ -178,28 +167,25 @@ pub(crate) fn border(isa: Isa, g: &ConvGeometry, planes: &[f32], padded: &mut Ve
     }
 }
 
-/// Values of [`pack`]ed weights per block of output channels.
-pub(crate) fn block_len(g: &ConvGeometry) -> usize {
-    g.c_in / g.groups * 9 * OUT_BLOCK
-}
-
 /// Output channels `b · OUT_BLOCK..` of one group of one image (`out`: those channels' `[H, W]`
 /// planes, fewer than `OUT_BLOCK` in a group's last block), from the group's [`border`]ed input
-/// and block `b` of its [`pack`]ed weights, on `isa` (one this CPU runs). `tiles` is scratch.
+/// and those channels' filters (`weight`: their rows of `[c_out, c_in / groups, 3, 3]`), on
+/// `isa` (one this CPU runs). `tiles` is scratch.
 pub(crate) fn block(
     isa: Isa,
     g: &ConvGeometry,
     padded: &[f32],
-    packed_block: &[f32],
+    weight: &[f32],
     out: &mut [f32],
     tiles: &mut Vec<f32>,
 ) {
     let layout = Layout::new(g, isa);
     let group_in = g.c_in / g.groups;
     assert_eq!(padded.len(), group_in * layout.plane, "bordered input size");
-    assert_eq!(packed_block.len(), block_len(g), "packed weight size");
-    assert_eq!(out.len() % (g.h * g.w), 0, "output planes");
-    assert!(out.len() <= OUT_BLOCK * g.h * g.w, "output planes");
+    let channels = out.len() / (g.h * g.w);
+    assert_eq!(out.len(), channels * g.h * g.w, "output planes");
+    assert!((1..=OUT_BLOCK).contains(&channels), "output planes");
+    assert_eq!(weight.len(), channels * group_in * 9, "weight size");
     assert!(Isa::available().contains(&isa), "{isa:?} on this CPU");
     // Grown, never cleared: `run` stores every value of every tile before it is read.
     let len = OUT_BLOCK * layout.positions;
@@ -208,7 +194,8 @@ pub(crate) fn block(
     }
     let args = Args {
         input: padded.as_ptr(),
-        weights: packed_block.as_ptr(),
+        weights: weight.as_ptr(),
+        channels,
         out: tiles.as_mut_ptr(),
         group_in,
         layout,
@@ -221,7 +208,7 @@ pub(crate) fn block(
             Isa::Avx512 => x86::avx512(args),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::avx2(args),
-            _ => run::<Scalar, 4>(args),
+            _ => run::<Scalar, 4, OUT_BLOCK>(args),
         }
     }
     // Drop the border columns and the rounding.
@@ -239,28 +226,60 @@ pub(crate) fn block(
 #[derive(Clone, Copy)]
 struct Args {
     input: *const f32,
+    /// The block's first filter; `channels` of them, `group_in · 9` values each.
     weights: *const f32,
+    channels: usize,
     out: *mut f32,
     group_in: usize,
     layout: Layout,
 }
 
-/// Every tile of one block of output channels: `OUT_BLOCK x positions` values at `args.out`.
+/// Every tile of one block of output channels: `OUT_BLOCK x positions` values at `args.out`,
+/// in register tiles of `O` channels by `V` vectors (the last tile of a plane as many vectors
+/// as are left).
 ///
 /// # Safety
 /// `args` must point at buffers sized as [`block`] checks; `S`'s instructions must run on
 /// this CPU (the caller's `target_feature` compiles them in).
 #[inline(always)]
-unsafe fn run<S: Simd, const V: usize>(args: Args) {
+unsafe fn run<S: Simd, const V: usize, const O: usize>(args: Args) {
+    // The layout rounds positions up to whole vectors; the tail below covers up to 3 of them.
+    assert!(args.layout.positions.is_multiple_of(S::LANES) && V <= 4, "tile size");
+    assert_eq!(OUT_BLOCK % O, 0, "channels per tile");
+    let step = V * S::LANES;
+    let mut start = 0;
+    // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
+    while start + step <= args.layout.positions {
+        for first in (0..OUT_BLOCK).step_by(O) {
+            unsafe { tile::<S, V, O>(args, start, first) };
+        }
+        start += step;
+    }
+    for first in (0..OUT_BLOCK).step_by(O) {
+        match (args.layout.positions - start) / S::LANES {
+            0 => {}
+            1 => unsafe { tile::<S, 1, O>(args, start, first) },
+            2 => unsafe { tile::<S, 2, O>(args, start, first) },
+            _ => unsafe { tile::<S, 3, O>(args, start, first) },
+        }
+    }
+}
+
+/// One register tile: output channels `first..first + O` of the block by the `T` vectors of
+/// positions from `start`.
+///
+/// # Safety
+/// As [`run`]'s, and `start + T · LANES <= positions`, `first + O <= OUT_BLOCK`.
+#[inline(always)]
+unsafe fn tile<S: Simd, const T: usize, const O: usize>(args: Args, start: usize, first: usize) {
     let Args {
         input,
         weights,
+        channels,
         out,
         group_in,
         layout,
     } = args;
-    // The tile of `Isa::tile` positions must be `V` vectors, or the last one reads past `plane`.
-    assert_eq!(layout.positions % (V * S::LANES), 0, "tile size");
     let row = layout.row;
     let taps = [
         0,
@@ -273,36 +292,37 @@ unsafe fn run<S: Simd, const V: usize>(args: Args) {
         2 * row + 1,
         2 * row + 2,
     ];
-    let mut start = 0;
-    while start < layout.positions {
-        // SAFETY (all pointer arithmetic below): `start + V · LANES <= positions`, and the
-        // furthest tap reads `2 · row + 2` past it, inside `plane`.
-        unsafe {
-            let mut acc = [[S::zero(); V]; OUT_BLOCK];
-            for ci in 0..group_in {
-                let plane = input.add(ci * layout.plane + start);
-                let filters = weights.add(ci * 9 * OUT_BLOCK);
-                for (tap, offset) in taps.iter().enumerate() {
-                    let mut x = [S::zero(); V];
-                    for (v, x) in x.iter_mut().enumerate() {
-                        *x = S::load(plane.add(offset + v * S::LANES));
-                    }
-                    let w = filters.add(tap * OUT_BLOCK);
-                    for (o, acc) in acc.iter_mut().enumerate() {
-                        let w = S::splat(*w.add(o));
-                        for (acc, x) in acc.iter_mut().zip(x) {
-                            *acc = S::fma(w, x, *acc);
-                        }
-                    }
+    // SAFETY (all pointer arithmetic below): `start + T · LANES <= positions`, and the
+    // furthest tap reads `2 · row + 2` past it, inside `plane`.
+    unsafe {
+        // One filter per channel of the tile; past the block's last channel, its first filter
+        // again (in bounds; those rows of the tile are never copied out).
+        let filters: [*const f32; O] = std::array::from_fn(|o| {
+            let channel = if first + o < channels { first + o } else { 0 };
+            weights.add(channel * group_in * 9)
+        });
+        let mut acc = [[S::zero(); T]; O];
+        for ci in 0..group_in {
+            let plane = input.add(ci * layout.plane + start);
+            for (tap, offset) in taps.iter().enumerate() {
+                let mut x = [S::zero(); T];
+                for (v, x) in x.iter_mut().enumerate() {
+                    *x = S::load(plane.add(offset + v * S::LANES));
                 }
-            }
-            for (o, acc) in acc.iter().enumerate() {
-                for (v, acc) in acc.iter().enumerate() {
-                    S::store(out.add(o * layout.positions + start + v * S::LANES), *acc);
+                for (acc, filter) in acc.iter_mut().zip(filters) {
+                    let w = S::splat(*filter.add(ci * 9 + tap));
+                    for (acc, x) in acc.iter_mut().zip(x) {
+                        *acc = S::fma(w, x, *acc);
+                    }
                 }
             }
         }
-        start += V * S::LANES;
+        for (o, acc) in acc.iter().enumerate() {
+            let out = out.add((first + o) * layout.positions + start);
+            for (v, acc) in acc.iter().enumerate() {
+                S::store(out.add(v * S::LANES), *acc);
+            }
+        }
     }
 }
 
@@ -318,14 +338,14 @@ mod x86 {
     /// As [`run`]'s, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(args: Args) {
-        unsafe { run::<Avx512, 3>(args) }
+        unsafe { run::<Avx512, 3, 8>(args) }
     }
 
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(args: Args) {
-        unsafe { run::<Avx2, 1>(args) }
+        unsafe { run::<Avx2, 3, 4>(args) }
     }
 }
 
@@ -388,18 +408,17 @@ mod tests {
         // One tile buffer for every case, as a thread's is reused: stale values from the case
         // before must never reach an output.
         let mut tiles = Vec::new();
-        // Odd sizes (tails of tiles and of channel blocks), two groups, a 1-row-high tile.
+        // Odd sizes (tails of 1, 2 and 3 vectors, of channel blocks), two groups.
         for g in [
             geometry(3, 8, 8, 8, 1),
             geometry(5, 11, 9, 17, 1),
             geometry(4, 18, 10, 8, 2),
+            geometry(2, 8, 7, 8, 1),
         ] {
             let x = values(g.c_in * g.h * g.w, 1);
             let w = values(g.c_out * g.c_in / g.groups * 9, 2);
             let expected = reference(&g, &x, &w);
-            let packed = pack(&g, &w);
             let (group_in, group_out) = (g.c_in / g.groups, g.c_out / g.groups);
-            let blocks = group_out.div_ceil(OUT_BLOCK);
             for &isa in Isa::available() {
                 let mut y = vec![f32::NAN; g.c_out * g.h * g.w];
                 for group in 0..g.groups {
@@ -407,10 +426,12 @@ mod tests {
                     let mut padded = Vec::new();
                     border(isa, &g, planes, &mut padded);
                     let out = &mut y[group * group_out * g.h * g.w..][..group_out * g.h * g.w];
-                    for (b, out) in out.chunks_mut(OUT_BLOCK * g.h * g.w).enumerate() {
-                        let packed =
-                            &packed[(group * blocks + b) * block_len(&g)..][..block_len(&g)];
-                        block(isa, &g, &padded, packed, out, &mut tiles);
+                    let w = &w[group * group_out * group_in * 9..][..group_out * group_in * 9];
+                    let blocks = out
+                        .chunks_mut(OUT_BLOCK * g.h * g.w)
+                        .zip(w.chunks(OUT_BLOCK * group_in * 9));
+                    for (out, w) in blocks {
+                        block(isa, &g, &padded, w, out, &mut tiles);
                     }
                 }
                 assert_eq!(y, expected, "{isa:?} on {g:?}");
@@ -422,11 +443,10 @@ mod tests {
     fn a_hand_worked_box_filter_sums_each_neighbourhood() {
         // All-ones 3x3 weights on a 8x8 plane of ones: 4 at corners, 6 on edges, 9 inside.
         let g = geometry(1, 8, 8, 8, 1);
-        let packed = pack(&g, &vec![1.0; 8 * 9]);
         let mut padded = Vec::new();
         border(Isa::Scalar, &g, &vec![1.0; 64], &mut padded);
         let mut y = vec![0.0; 8 * 64];
-        block(Isa::Scalar, &g, &padded, &packed, &mut y, &mut Vec::new());
+        block(Isa::Scalar, &g, &padded, &[1.0; 8 * 9], &mut y, &mut Vec::new());
         assert_eq!(&y[..8], &[4.0, 6.0, 6.0, 6.0, 6.0, 6.0, 6.0, 4.0]);
         assert_eq!(&y[8..16], &[6.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 6.0]);
         assert_eq!(

@@ -235,15 +235,17 @@ mod tests {
             ([4, 2, 9, 9], 3, 3, 1, 2, 2, 1),
             // The direct 3x3 kernel (forward and input gradient): batch 1 split over channel
             // blocks, a block tail (10 channels), grouped with images in parallel, grouped at
-            // batch 1 with more outputs than inputs per group.
+            // batch 1 with more outputs than inputs per group, a 15-wide plane (a tile of
+            // fewer vectors at its end) with images in parallel and a channel tail.
             ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
             ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
+            ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
             // The channels-last kernel (forward; at least 1024 output pixels): stride 2 at
-            // batch 1 split over units, a 15-wide plane with images in parallel and a channel
+            // batch 1 split over units, a 7-wide plane with images in parallel and a channel
             // tail, a 7x7 stem, 16 input channels (the tiled transposes).
             ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
-            ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
+            ([many.max(21), 4, 7, 7], 18, 3, 1, 1, 1, 1),
             ([1, 3, 64, 64], 16, 7, 2, 3, 1, 1),
             ([1, 16, 64, 64], 32, 3, 2, 1, 1, 1),
         ];
@@ -420,9 +422,9 @@ mod tests {
             // The direct 3x3 kernel: a tail block of 4 channels, grouped.
             ([1, 8, 9, 17], 20, 3, 1, 1, 1),
             ([many, 16, 5, 16], 24, 3, 1, 1, 2),
-            // The channels-last kernel: stride 2 at batch 1, 15-wide planes in parallel.
+            // The channels-last kernel: stride 2 at batch 1, 7-wide planes in parallel.
             ([1, 6, 64, 64], 20, 3, 2, 1, 1),
-            ([many.max(5), 4, 15, 15], 40, 3, 1, 1, 1),
+            ([many.max(21), 4, 7, 7], 40, 3, 1, 1, 1),
         ];
         let gates = [Gate::Sigmoid, Gate::HardSigmoid, Gate::Tanh, Gate::Relu];
         for (case, ([n, c, h, w], co, k, s, p, groups)) in cases.into_iter().enumerate() {
