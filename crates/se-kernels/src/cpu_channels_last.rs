@@ -1,6 +1,6 @@
 //! Direct convolution through a channels-last copy of the input, for layers with a spatial
 //! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 8
-//! (ResNet-50's 7x7 ones from batch 21), stride 2 (the
+//! (ResNet-50's 7x7 ones from batch 21), stride 2 with more than 64 input channels (ResNet-50's
 //! downsampling 3x3 layers), other kernel sizes (the 7x7 stem) — where the weights are reused
 //! over at least 1024 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem).
 //!

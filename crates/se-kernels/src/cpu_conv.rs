@@ -399,7 +399,7 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
         c_out: g.c_in,
         ..g.clone()
     };
-    if direct::applies(g) && direct::applies(&transposed) {
+    if g.stride == [1, 1] && direct::applies(g) && direct::applies(&transposed) {
         return convolve(&transposed, dy, &flipped_transpose(g, weight), None);
     }
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());

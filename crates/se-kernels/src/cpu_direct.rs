@@ -1,5 +1,6 @@
-//! Direct 3x3 stride-1 convolution on the CPU (padding 1, the 3x3 layers of every ResNet
-//! block): no column matrix, each input value is read from cache by the nine taps that use it.
+//! Direct 3x3 convolution on the CPU (padding 1, the 3x3 layers of every ResNet block; stride
+//! 2 through four phase planes, see [`Layout`]): no column matrix, each input value is read
+//! from cache by the nine taps that use it.
 //!
 //! The trick that keeps it short: each input plane is copied once into a zero-bordered plane
 //! laid out flat with rows of `W + 1` (one zero column serves as the right border of a row and
@@ -99,11 +100,14 @@ impl Isa {
     }
 }
 
-/// Whether the direct kernel computes this convolution: 3x3, stride 1, padding 1, no dilation,
-/// at least [`OUT_BLOCK`] output channels per group (fewer would leave most of each tile
-/// unused) and planes at least 8 wide (a 7x7 plane computes 64 positions for 49 outputs, and
-/// the channels-last kernel or im2col + GEMM measured as fast or faster there, where the 8x8
-/// and 14x14 planes ran up to twice as fast here: `examples/direct.rs`).
+/// Whether the direct kernel computes this convolution: 3x3, padding 1, no dilation, at least
+/// [`OUT_BLOCK`] output channels per group (fewer would leave most of each tile unused) and
+/// output planes at least 8 wide (a 7x7 plane computes 64 positions for 49 outputs, and the
+/// channels-last kernel or im2col + GEMM measured as fast or faster there, where the 8x8 and
+/// 14x14 planes ran up to twice as fast here); stride 1, or stride 2 with at most 64 input
+/// channels per group (ResNet-20's downsampling layers ran 15-25% faster than by im2col +
+/// GEMM; with 128 and more, as ResNet-50's, the four phase planes of every channel outgrow the
+/// caches and im2col + GEMM ran up to 1.8x faster). `examples/direct.rs`, on AVX2.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     enabled() && takes(g)
 }
@@ -111,11 +115,11 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// Whether [`applies`] holds, `SE_KERNELS_DIRECT` aside: the geometry rule alone.
 pub(crate) fn takes(g: &ConvGeometry) -> bool {
     g.kernel == [3, 3]
-        && g.stride == [1, 1]
+        && (g.stride == [1, 1] || (g.stride == [2, 2] && g.c_in / g.groups <= 64))
         && g.padding == [1, 1]
         && g.dilation == [1, 1]
         && g.c_out / g.groups >= OUT_BLOCK
-        && g.w >= 8
+        && g.output_size()[1] >= 8
 }
 
 /// Whether the direct kernel runs at all: `SE_KERNELS_DIRECT=0` sends every convolution to the
@@ -125,28 +129,63 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("SE_KERNELS_DIRECT").map_or(true, |v| v != "0"))
 }
 
-/// The flat zero-bordered layout of one image's planes for a given geometry and ISA: input
-/// pixel `(y, x)` at `(y + 1) · row + x + 1`, zeros at every multiple of `row` (the border
-/// columns), in the first row (the top border) and past the last.
+/// The flat zero-bordered layout of one image's planes for a given geometry and ISA.
+///
+/// Stride 1: input pixel `(y, x)` at `(y + 1) · row + x + 1` of its channel's plane, zeros at
+/// every multiple of `row` (the border columns), in the first row (the top border) and past
+/// the last. Stride 2 reads every other row and column, which no vector load does; so each
+/// input plane is split into four phase planes (even or odd rows, even or odd columns), each
+/// bordered as above with `(y / 2, x / 2)` in place of `(y, x)`, and each tap of the 3x3
+/// kernel reads one phase at an offset of 0 or 1 row and column: output `(oy, ox)` needs input
+/// rows `2·oy - 1, 2·oy, 2·oy + 1`, which are odd row `oy - 1`, even row `oy`, odd row `oy`.
+/// Either way the output is computed over positions `oy · row + ox`.
 #[derive(Clone, Copy)]
 struct Layout {
-    /// `W + 1`: a row and its border column.
+    /// Output width plus one: a row and its border column.
     row: usize,
-    /// Flat output positions computed, `H · (W + 1)` rounded up to whole vectors.
+    /// Flat output positions computed, `rows · row` rounded up to whole vectors.
     positions: usize,
-    /// Distance between two bordered input planes: room for every tap of every tile.
+    /// Distance between two bordered (phase) planes: room for every tap of every tile.
     plane: usize,
+    /// Planes per input channel: 1, or the 4 phases at stride 2.
+    phases: usize,
 }
 
 impl Layout {
     fn new(g: &ConvGeometry, isa: Isa) -> Self {
-        let row = g.w + 1;
-        let positions = (g.h * row).next_multiple_of(isa.lanes());
+        let [rows, columns] = g.output_size();
+        let row = columns + 1;
+        let positions = (rows * row).next_multiple_of(isa.lanes());
         Self {
             row,
             positions,
             plane: positions + 2 * row + 2,
+            phases: g.stride[0] * g.stride[1],
         }
+    }
+
+    /// Where each tap of the kernel reads, from a tile's first position in its channel's first
+    /// plane, at stride `STRIDE` (a constant, so that the offsets fold into the addressing:
+    /// read from an array, they cost the stride-1 kernel 40%).
+    #[inline(always)]
+    fn taps<const STRIDE: usize>(&self) -> [usize; 9] {
+        let (row, plane) = (self.row, self.plane);
+        std::array::from_fn(|tap| {
+            let (ky, kx) = (tap / 3, tap % 3);
+            match STRIDE {
+                1 => ky * row + kx,
+                // Phase `2 · (odd row) + (odd column)`; one row / column on unless tap 0.
+                _ => {
+                    let phase = 2 * usize::from(ky != 1) + usize::from(kx != 1);
+                    phase * plane + usize::from(ky > 0) * row + usize::from(kx > 0)
+                }
+            }
+        })
+    }
+
+    /// Values of one input channel's planes.
+    fn channel(&self) -> usize {
+        self.phases * self.plane
     }
 }
 
@@ -156,13 +195,26 @@ pub(crate) fn border(isa: Isa, g: &ConvGeometry, planes: &[f32], padded: &mut Ve
     let layout = Layout::new(g, isa);
     let channels = planes.len() / (g.h * g.w);
     padded.clear();
-    padded.resize(channels * layout.plane, 0.0);
+    padded.resize(channels * layout.channel(), 0.0);
     for (src, dst) in planes
         .chunks(g.h * g.w)
-        .zip(padded.chunks_mut(layout.plane))
+        .zip(padded.chunks_mut(layout.channel()))
     {
         for (y, src_row) in src.chunks(g.w).enumerate() {
-            dst[(y + 1) * layout.row + 1..][..g.w].copy_from_slice(src_row);
+            if layout.phases == 1 {
+                dst[(y + 1) * layout.row + 1..][..g.w].copy_from_slice(src_row);
+                continue;
+            }
+            // The row's even and odd columns, to its two phases.
+            let at = |phase: usize| phase * layout.plane + (y / 2 + 1) * layout.row + 1;
+            let (even, odd) = dst.split_at_mut(at(2 * (y % 2) + 1));
+            let (even, odd) = (&mut even[at(2 * (y % 2))..], &mut odd[..g.w / 2]);
+            for ((even, odd), pair) in even.iter_mut().zip(odd).zip(src_row.chunks_exact(2)) {
+                (*even, *odd) = (pair[0], pair[1]);
+            }
+            if g.w % 2 == 1 {
+                even[g.w / 2] = src_row[g.w - 1];
+            }
         }
     }
 }
@@ -181,9 +233,10 @@ pub(crate) fn block(
 ) {
     let layout = Layout::new(g, isa);
     let group_in = g.c_in / g.groups;
-    assert_eq!(padded.len(), group_in * layout.plane, "bordered input size");
-    let channels = out.len() / (g.h * g.w);
-    assert_eq!(out.len(), channels * g.h * g.w, "output planes");
+    assert_eq!(padded.len(), group_in * layout.channel(), "bordered input size");
+    let [rows, columns] = g.output_size();
+    let channels = out.len() / (rows * columns);
+    assert_eq!(out.len(), channels * rows * columns, "output planes");
     assert!((1..=OUT_BLOCK).contains(&channels), "output planes");
     assert_eq!(weight.len(), channels * group_in * 9, "weight size");
     assert!(Isa::available().contains(&isa), "{isa:?} on this CPU");
@@ -203,21 +256,26 @@ pub(crate) fn block(
     // SAFETY: the asserts above size every buffer for the loads and stores of `run` (the
     // layout leaves room for every tap of every tile); the ISA is one this CPU runs.
     unsafe {
-        match isa {
+        match (isa, layout.phases) {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::avx512(args),
+            (Isa::Avx512, 1) => x86::avx512::<1>(args),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::avx2(args),
-            _ => run::<Scalar, 4, OUT_BLOCK>(args),
+            (Isa::Avx512, _) => x86::avx512::<2>(args),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 1) => x86::avx2::<1>(args),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _) => x86::avx2::<2>(args),
+            (_, 1) => run::<Scalar, 4, OUT_BLOCK, 1>(args),
+            _ => run::<Scalar, 4, OUT_BLOCK, 2>(args),
         }
     }
     // Drop the border columns and the rounding.
     for (plane, tile) in out
-        .chunks_mut(g.h * g.w)
+        .chunks_mut(rows * columns)
         .zip(tiles[..len].chunks(layout.positions))
     {
-        for (y, row) in plane.chunks_mut(g.w).enumerate() {
-            row.copy_from_slice(&tile[y * layout.row..][..g.w]);
+        for (y, row) in plane.chunks_mut(columns).enumerate() {
+            row.copy_from_slice(&tile[y * layout.row..][..columns]);
         }
     }
 }
@@ -242,25 +300,26 @@ struct Args {
 /// `args` must point at buffers sized as [`block`] checks; `S`'s instructions must run on
 /// this CPU (the caller's `target_feature` compiles them in).
 #[inline(always)]
-unsafe fn run<S: Simd, const V: usize, const O: usize>(args: Args) {
+unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(args: Args) {
     // The layout rounds positions up to whole vectors; the tail below covers up to 3 of them.
     assert!(args.layout.positions.is_multiple_of(S::LANES) && V <= 4, "tile size");
     assert_eq!(OUT_BLOCK % O, 0, "channels per tile");
+    assert_eq!(args.layout.phases, STRIDE * STRIDE, "stride");
     let step = V * S::LANES;
     let mut start = 0;
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
     while start + step <= args.layout.positions {
         for first in (0..OUT_BLOCK).step_by(O) {
-            unsafe { tile::<S, V, O>(args, start, first) };
+            unsafe { tile::<S, V, O, STRIDE>(args, start, first) };
         }
         start += step;
     }
     for first in (0..OUT_BLOCK).step_by(O) {
         match (args.layout.positions - start) / S::LANES {
             0 => {}
-            1 => unsafe { tile::<S, 1, O>(args, start, first) },
-            2 => unsafe { tile::<S, 2, O>(args, start, first) },
-            _ => unsafe { tile::<S, 3, O>(args, start, first) },
+            1 => unsafe { tile::<S, 1, O, STRIDE>(args, start, first) },
+            2 => unsafe { tile::<S, 2, O, STRIDE>(args, start, first) },
+            _ => unsafe { tile::<S, 3, O, STRIDE>(args, start, first) },
         }
     }
 }
@@ -271,7 +330,11 @@ unsafe fn run<S: Simd, const V: usize, const O: usize>(args: Args) {
 /// # Safety
 /// As [`run`]'s, and `start + T · LANES <= positions`, `first + O <= OUT_BLOCK`.
 #[inline(always)]
-unsafe fn tile<S: Simd, const T: usize, const O: usize>(args: Args, start: usize, first: usize) {
+unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
+    args: Args,
+    start: usize,
+    first: usize,
+) {
     let Args {
         input,
         weights,
@@ -280,20 +343,9 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize>(args: Args, start: usize
         group_in,
         layout,
     } = args;
-    let row = layout.row;
-    let taps = [
-        0,
-        1,
-        2,
-        row,
-        row + 1,
-        row + 2,
-        2 * row,
-        2 * row + 1,
-        2 * row + 2,
-    ];
+    let taps = layout.taps::<STRIDE>();
     // SAFETY (all pointer arithmetic below): `start + T · LANES <= positions`, and the
-    // furthest tap reads `2 · row + 2` past it, inside `plane`.
+    // furthest tap reads `2 · row + 2` past it in its plane, inside `plane`.
     unsafe {
         // One filter per channel of the tile; past the block's last channel, its first filter
         // again (in bounds; those rows of the tile are never copied out).
@@ -303,7 +355,7 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize>(args: Args, start: usize
         });
         let mut acc = [[S::zero(); T]; O];
         for ci in 0..group_in {
-            let plane = input.add(ci * layout.plane + start);
+            let plane = input.add(ci * layout.channel() + start);
             for (tap, offset) in taps.iter().enumerate() {
                 let mut x = [S::zero(); T];
                 for (v, x) in x.iter_mut().enumerate() {
@@ -337,15 +389,15 @@ mod x86 {
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512(args: Args) {
-        unsafe { run::<Avx512, 3, 8>(args) }
+    pub(super) unsafe fn avx512<const STRIDE: usize>(args: Args) {
+        unsafe { run::<Avx512, 3, 8, STRIDE>(args) }
     }
 
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2(args: Args) {
-        unsafe { run::<Avx2, 3, 4>(args) }
+    pub(super) unsafe fn avx2<const STRIDE: usize>(args: Args) {
+        unsafe { run::<Avx2, 3, 4, STRIDE>(args) }
     }
 }
 
@@ -356,19 +408,21 @@ mod tests {
     /// A plain six-loop convolution with zero padding 1.
     fn reference(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         let (gi, go) = (g.c_in / g.groups, g.c_out / g.groups);
-        let mut y = vec![0.0; g.c_out * g.h * g.w];
+        let [oh, ow] = g.output_size();
+        let s = g.stride[0];
+        let mut y = vec![0.0; g.c_out * oh * ow];
         for co in 0..g.c_out {
             for ci in 0..gi {
                 let input = (co / go) * gi + ci;
-                for oy in 0..g.h {
-                    for ox in 0..g.w {
+                for oy in 0..oh {
+                    for ox in 0..ow {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (iy, ix) = (oy + ky, ox + kx);
+                                let (iy, ix) = (oy * s + ky, ox * s + kx);
                                 if iy < 1 || ix < 1 || iy > g.h || ix > g.w {
                                     continue;
                                 }
-                                y[(co * g.h + oy) * g.w + ox] += w
+                                y[(co * oh + oy) * ow + ox] += w
                                     [((co * gi + ci) * 3 + ky) * 3 + kx]
                                     * x[(input * g.h + iy - 1) * g.w + ix - 1];
                             }
@@ -381,6 +435,17 @@ mod tests {
     }
 
     fn geometry(c_in: usize, c_out: usize, h: usize, w: usize, groups: usize) -> ConvGeometry {
+        strided(c_in, c_out, h, w, groups, 1)
+    }
+
+    fn strided(
+        c_in: usize,
+        c_out: usize,
+        h: usize,
+        w: usize,
+        groups: usize,
+        stride: usize,
+    ) -> ConvGeometry {
         ConvGeometry {
             n: 1,
             c_in,
@@ -388,7 +453,7 @@ mod tests {
             w,
             c_out,
             kernel: [3, 3],
-            stride: [1, 1],
+            stride: [stride, stride],
             padding: [1, 1],
             dilation: [1, 1],
             groups,
@@ -414,21 +479,27 @@ mod tests {
             geometry(5, 11, 9, 17, 1),
             geometry(4, 18, 10, 8, 2),
             geometry(2, 8, 7, 8, 1),
+            // Stride 2: even and odd sizes (an odd one's last odd row and column are the
+            // bottom and right padding), grouped.
+            strided(3, 8, 16, 16, 1, 2),
+            strided(5, 11, 17, 15, 1, 2),
+            strided(4, 16, 9, 20, 2, 2),
         ] {
             let x = values(g.c_in * g.h * g.w, 1);
             let w = values(g.c_out * g.c_in / g.groups * 9, 2);
             let expected = reference(&g, &x, &w);
+            let pixels = g.output_size()[0] * g.output_size()[1];
             let (group_in, group_out) = (g.c_in / g.groups, g.c_out / g.groups);
             for &isa in Isa::available() {
-                let mut y = vec![f32::NAN; g.c_out * g.h * g.w];
+                let mut y = vec![f32::NAN; g.c_out * pixels];
                 for group in 0..g.groups {
                     let planes = &x[group * group_in * g.h * g.w..][..group_in * g.h * g.w];
                     let mut padded = Vec::new();
                     border(isa, &g, planes, &mut padded);
-                    let out = &mut y[group * group_out * g.h * g.w..][..group_out * g.h * g.w];
+                    let out = &mut y[group * group_out * pixels..][..group_out * pixels];
                     let w = &w[group * group_out * group_in * 9..][..group_out * group_in * 9];
                     let blocks = out
-                        .chunks_mut(OUT_BLOCK * g.h * g.w)
+                        .chunks_mut(OUT_BLOCK * pixels)
                         .zip(w.chunks(OUT_BLOCK * group_in * 9));
                     for (out, w) in blocks {
                         block(isa, &g, &padded, w, out, &mut tiles);

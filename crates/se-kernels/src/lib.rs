@@ -241,13 +241,17 @@ mod tests {
             ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
             ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
+            // Its stride-2 form (the input gradient stays im2col): batch 1, odd sizes with
+            // images in parallel.
+            ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
+            ([many, 5, 17, 19], 9, 3, 2, 1, 1, 1),
             // The channels-last kernel (forward; at least 1024 output pixels): stride 2 at
             // batch 1 split over units, a 7-wide plane with images in parallel and a channel
             // tail, a 7x7 stem, 16 input channels (the tiled transposes).
-            ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
+            ([1, 6, 64, 64], 20, 5, 2, 2, 1, 1),
             ([many.max(21), 4, 7, 7], 18, 3, 1, 1, 1, 1),
             ([1, 3, 64, 64], 16, 7, 2, 3, 1, 1),
-            ([1, 16, 64, 64], 32, 3, 2, 1, 1, 1),
+            ([1, 16, 64, 64], 32, 5, 2, 2, 1, 1),
         ];
         for ([n, c, h, w], co, k, s, p, d, groups) in cases {
             let options = ConvOptions::new([s, s], [p, p], [d, d], groups);
@@ -422,8 +426,10 @@ mod tests {
             // The direct 3x3 kernel: a tail block of 4 channels, grouped.
             ([1, 8, 9, 17], 20, 3, 1, 1, 1),
             ([many, 16, 5, 16], 24, 3, 1, 1, 2),
+            // Its stride-2 form, in parallel.
+            ([many, 8, 17, 17], 16, 3, 2, 1, 1),
             // The channels-last kernel: stride 2 at batch 1, 7-wide planes in parallel.
-            ([1, 6, 64, 64], 20, 3, 2, 1, 1),
+            ([1, 6, 64, 64], 20, 5, 2, 2, 1),
             ([many.max(21), 4, 7, 7], 40, 3, 1, 1, 1),
         ];
         let gates = [Gate::Sigmoid, Gate::HardSigmoid, Gate::Tanh, Gate::Relu];
