@@ -34,7 +34,11 @@ use crate::simd::{Scalar, Simd};
 /// measured faster as im2col + one GEMM, ~2x at stride 2), a layer `cpu_direct` does not take,
 /// and at least 1024 output pixels over the batch: the weights are repacked on every call, which
 /// costs more than it saves where they are reused less (ResNet-50's 7x7 and 14x14 layers at
-/// batch 1 ran 1.2–3x slower than im2col + GEMM; `examples/direct.rs`).
+/// batch 1 ran 1.2–3x slower than im2col + GEMM; `examples/direct.rs`). Without AVX-512 (a
+/// 16-channel by 6-pixel tile on AVX2), only where the threads split each image: there
+/// ResNet-50's 7x7 stem ran 1.6x faster than im2col + GEMM at batch 1, but with the images
+/// in parallel it ran 1.5x slower at batch 8 (34 against 22 ms), and the stride-2 3x3 layers
+/// at half im2col + GEMM's rate (25 against 15 ms, 27 against 13).
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let [oh, ow] = g.output_size();
     enabled()
@@ -42,6 +46,7 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
         && g.dilation == [1, 1]
         && g.c_out >= 16
         && g.kernel != [1, 1]
+        && (Isa::selected() == Isa::Avx512 || super::cpu_conv::splits_within(g.n))
         && g.n * oh * ow >= 1024
         && !super::cpu_direct::takes(g)
 }

@@ -130,11 +130,18 @@ enum Split {
 
 fn split(images: usize) -> Split {
     let threads = rayon::current_num_threads();
-    if threads > 1 && images < 2 * threads {
+    if splits_within(images) {
         Split::Within(threads)
     } else {
         Split::Images
     }
+}
+
+/// Whether a batch of `images` runs its images in turn, each split across the threads (too few
+/// images to give every thread two), rather than the images in parallel.
+pub(crate) fn splits_within(images: usize) -> bool {
+    let threads = rayon::current_num_threads();
+    threads > 1 && images < 2 * threads
 }
 
 /// `y = conv(x, weight)` without bias, `[n, c_out, oh, ow]` row-major.
