@@ -234,7 +234,7 @@ fn convolve(
                 let index = first + row; // image · c_out + channel
                 let bias = epilogue.bias[index % g.c_out];
                 let residual = residual.map(|r| block(r, index, pixels));
-                finish_plane(plane, bias, residual, relu);
+                finish_plane(plane, 1.0, bias, residual, relu);
                 if epilogue.plane_means || epilogue.excitation.is_some() {
                     means[index].store(mean(plane).to_bits(), Ordering::Relaxed);
                 }
@@ -351,14 +351,7 @@ fn scale_planes(
 ) {
     let pixels = y.len() / weights.len();
     let plane = |(c, plane): (usize, &mut [f32])| {
-        let w = weights[c];
-        match residual.map(|r| block(r, c, pixels)) {
-            Some(r) => plane.iter_mut().zip(r).for_each(|(v, r)| *v = *v * w + r),
-            None => plane.iter_mut().for_each(|v| *v *= w),
-        }
-        if relu {
-            plane.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
+        finish_plane(plane, weights[c], 0.0, residual.map(|r| block(r, c, pixels)), relu)
     };
     match split {
         Split::Images => y.chunks_mut(pixels).enumerate().for_each(plane),
@@ -370,14 +363,16 @@ fn scale_planes(
     }
 }
 
-/// `plane = relu(plane + bias + residual)` in place.
-fn finish_plane(plane: &mut [f32], bias: f32, residual: Option<&[f32]>, relu: bool) {
+/// `plane = relu(plane · scale + bias + residual)` in place: a convolution's epilogue (scale
+/// 1) or an SE block's scaling (bias 0), as `v · scale + (bias + residual)`, so that either
+/// rounds as its own form would (`· 1` and `0 +` are exact).
+fn finish_plane(plane: &mut [f32], scale: f32, bias: f32, residual: Option<&[f32]>, relu: bool) {
     match residual {
         Some(residual) => plane
             .iter_mut()
             .zip(residual)
-            .for_each(|(v, r)| *v += bias + r),
-        None => plane.iter_mut().for_each(|v| *v += bias),
+            .for_each(|(v, r)| *v = *v * scale + (bias + r)),
+        None => plane.iter_mut().for_each(|v| *v = *v * scale + bias),
     }
     if relu {
         plane.iter_mut().for_each(|v| *v = v.max(0.0));
