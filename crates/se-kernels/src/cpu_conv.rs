@@ -202,8 +202,8 @@ pub fn forward_fused(
     (y, means)
 }
 
-/// The forward pass, with the epilogue (and where to put the plane means) if given: 3x3
-/// stride-1 layers on planes at least 8 wide by the direct kernel (`cpu_direct`), other
+/// The forward pass, with the epilogue (and where to put the plane means) if given: the 3x3
+/// layers `cpu_direct::applies` takes (stride 1, narrow stride 2) by the direct kernel, other
 /// ungrouped layers with a spatial kernel and enough output pixels by the channels-last kernel
 /// (`cpu_channels_last::applies`), the rest (1x1 layers among them) as im2col + GEMM.
 fn convolve(
@@ -351,7 +351,13 @@ fn scale_planes(
 ) {
     let pixels = y.len() / weights.len();
     let plane = |(c, plane): (usize, &mut [f32])| {
-        finish_plane(plane, weights[c], 0.0, residual.map(|r| block(r, c, pixels)), relu)
+        finish_plane(
+            plane,
+            weights[c],
+            0.0,
+            residual.map(|r| block(r, c, pixels)),
+            relu,
+        )
     };
     match split {
         Split::Images => y.chunks_mut(pixels).enumerate().for_each(plane),

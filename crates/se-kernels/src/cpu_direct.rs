@@ -10,9 +10,9 @@
 //! tap of a whole run of outputs is one contiguous vector load, with no edge cases.
 //!
 //! The register tile is `O` output channels by `V` vectors of positions: for each input
-//! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The plane's positions are rounded up to whole vectors, not whole tiles: the last
-//! tile of a plane is as many vectors as are left (an 8x8 plane is 72 positions, 80 computed
-//! rather than 96). The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each
+//! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The
+//! plane's positions are rounded up to whole vectors, not whole tiles: the last tile of a plane
+//! is as many vectors as are left (an 8x8 plane is 72 positions, 80 computed rather than 96). The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each
 //! tile broadcasts from one row per output channel, `O` sequential streams (repacking them per
 //! call took 14% of an 8x8 64-channel layer at batch 1). The vector width and the tile are
 //! chosen at run time ([`Isa`]): AVX-512 (16 lanes, 8 channels by 3 vectors: 24 accumulators of
@@ -233,14 +233,18 @@ pub(crate) fn block(
 ) {
     let layout = Layout::new(g, isa);
     let group_in = g.c_in / g.groups;
-    assert_eq!(padded.len(), group_in * layout.channel(), "bordered input size");
+    assert_eq!(
+        padded.len(),
+        group_in * layout.channel(),
+        "bordered input size"
+    );
     let [rows, columns] = g.output_size();
     let channels = out.len() / (rows * columns);
     assert_eq!(out.len(), channels * rows * columns, "output planes");
     assert!((1..=OUT_BLOCK).contains(&channels), "output planes");
     assert_eq!(weight.len(), channels * group_in * 9, "weight size");
     assert!(Isa::available().contains(&isa), "{isa:?} on this CPU");
-    // Grown, never cleared: `run` stores every value of every tile before it is read.
+    // Grown, never cleared: `run` stores every value of the `channels` planes copied out below.
     let len = OUT_BLOCK * layout.positions;
     if tiles.len() < len {
         tiles.resize(len, 0.0);
@@ -292,9 +296,10 @@ struct Args {
     layout: Layout,
 }
 
-/// Every tile of one block of output channels: `OUT_BLOCK x positions` values at `args.out`,
+/// Every tile of one block of output channels: `channels x positions` values at `args.out`,
 /// in register tiles of `O` channels by `V` vectors (the last tile of a plane as many vectors
-/// as are left).
+/// as are left; the last tile of a block's channels may hold channels past its last, never
+/// copied out).
 ///
 /// # Safety
 /// `args` must point at buffers sized as [`block`] checks; `S`'s instructions must run on
@@ -302,19 +307,22 @@ struct Args {
 #[inline(always)]
 unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(args: Args) {
     // The layout rounds positions up to whole vectors; the tail below covers up to 3 of them.
-    assert!(args.layout.positions.is_multiple_of(S::LANES) && V <= 4, "tile size");
+    assert!(
+        args.layout.positions.is_multiple_of(S::LANES) && V <= 4,
+        "tile size"
+    );
     assert_eq!(OUT_BLOCK % O, 0, "channels per tile");
     assert_eq!(args.layout.phases, STRIDE * STRIDE, "stride");
     let step = V * S::LANES;
     let mut start = 0;
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
     while start + step <= args.layout.positions {
-        for first in (0..OUT_BLOCK).step_by(O) {
+        for first in (0..args.channels).step_by(O) {
             unsafe { tile::<S, V, O, STRIDE>(args, start, first) };
         }
         start += step;
     }
-    for first in (0..OUT_BLOCK).step_by(O) {
+    for first in (0..args.channels).step_by(O) {
         match (args.layout.positions - start) / S::LANES {
             0 => {}
             1 => unsafe { tile::<S, 1, O, STRIDE>(args, start, first) },
@@ -345,7 +353,7 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
     } = args;
     let taps = layout.taps::<STRIDE>();
     // SAFETY (all pointer arithmetic below): `start + T · LANES <= positions`, and the
-    // furthest tap reads `2 · row + 2` past it in its plane, inside `plane`.
+    // furthest tap reads at most `2 · row + 2` past it in its (phase) plane, inside `plane`.
     unsafe {
         // One filter per channel of the tile; past the block's last channel, its first filter
         // again (in bounds; those rows of the tile are never copied out).
@@ -517,7 +525,14 @@ mod tests {
         let mut padded = Vec::new();
         border(Isa::Scalar, &g, &vec![1.0; 64], &mut padded);
         let mut y = vec![0.0; 8 * 64];
-        block(Isa::Scalar, &g, &padded, &[1.0; 8 * 9], &mut y, &mut Vec::new());
+        block(
+            Isa::Scalar,
+            &g,
+            &padded,
+            &[1.0; 8 * 9],
+            &mut y,
+            &mut Vec::new(),
+        );
         assert_eq!(&y[..8], &[4.0, 6.0, 6.0, 6.0, 6.0, 6.0, 6.0, 4.0]);
         assert_eq!(&y[8..16], &[6.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 6.0]);
         assert_eq!(
