@@ -306,6 +306,19 @@ struct Args {
 /// this CPU (the caller's `target_feature` compiles them in).
 #[inline(always)]
 unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(args: Args) {
+    unsafe { run_with::<S, V, O, STRIDE>(args, tile::<S, V, O, STRIDE>) }
+}
+
+/// [`run`], with `full` computing each whole tile of `O` channels by `V` vectors (the same
+/// sums as [`tile`]'s, in the same order) and [`tile`] the others.
+///
+/// # Safety
+/// As [`run`]'s, and `full`'s own.
+#[inline(always)]
+unsafe fn run_with<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(
+    args: Args,
+    full: unsafe fn(Args, usize, usize),
+) {
     // The layout rounds positions up to whole vectors; the tail below covers up to 3 of them.
     assert!(
         args.layout.positions.is_multiple_of(S::LANES) && V <= 4,
@@ -318,7 +331,10 @@ unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(args
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
     while start + step <= args.layout.positions {
         for first in (0..args.channels).step_by(O) {
-            unsafe { tile::<S, V, O, STRIDE>(args, start, first) };
+            match first + O <= args.channels {
+                true => unsafe { full(args, start, first) },
+                false => unsafe { tile::<S, V, O, STRIDE>(args, start, first) },
+            }
         }
         start += step;
     }
@@ -391,7 +407,7 @@ mod x86 {
     //! The `target_feature` entry points that compile [`run`] for each x86 vector width (the
     //! `#[inline(always)]` kernel and operations inline into each).
 
-    use super::{Args, run};
+    use super::{Args, run, run_with};
     use crate::simd::x86::{Avx2, Avx512};
 
     /// # Safety
@@ -405,7 +421,131 @@ mod x86 {
     /// As [`run`]'s, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2<const STRIDE: usize>(args: Args) {
-        unsafe { run::<Avx2, 3, 4, STRIDE>(args) }
+        match STRIDE {
+            1 => unsafe { run_with::<Avx2, 3, 4, 1>(args, avx2_tile) },
+            _ => unsafe { run::<Avx2, 3, 4, STRIDE>(args) },
+        }
+    }
+
+    /// One stride-1 tile of 4 channels by 3 vectors of 8, as [`tile`] computes it, in
+    /// assembly: its 12 accumulators, 3 input vectors and 1 broadcast weight are exactly the 16
+    /// registers, and the compiled [`tile`] spilled accumulators to the stack (a store and a
+    /// reload in the chain of every third FMA).
+    ///
+    /// # Safety
+    /// As [`tile`]'s for `T = 3`, `O = 4`, `STRIDE = 1`, with `first + 4 <= channels`; a CPU
+    /// with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_tile(args: Args, start: usize, first: usize) {
+        use std::arch::asm;
+        use std::arch::x86_64::{__m256, _mm256_storeu_ps};
+
+        /// The 3 input vectors of one tap (`$at`: its address) times the weight of each of the
+        /// 4 filters at byte `$w` of their rows: 12 FMAs, in `tile`'s order.
+        macro_rules! tap {
+            ($at:literal, $w:literal) => {
+                concat!(
+                    "vmovups ymm12, [",
+                    $at,
+                    "]\n",
+                    "vmovups ymm13, [",
+                    $at,
+                    " + 32]\n",
+                    "vmovups ymm14, [",
+                    $at,
+                    " + 64]\n",
+                    "vbroadcastss ymm15, [{w0} + ",
+                    $w,
+                    "]\n",
+                    "vfmadd231ps ymm0, ymm15, ymm12\n",
+                    "vfmadd231ps ymm1, ymm15, ymm13\n",
+                    "vfmadd231ps ymm2, ymm15, ymm14\n",
+                    "vbroadcastss ymm15, [{w0} + {filter} + ",
+                    $w,
+                    "]\n",
+                    "vfmadd231ps ymm3, ymm15, ymm12\n",
+                    "vfmadd231ps ymm4, ymm15, ymm13\n",
+                    "vfmadd231ps ymm5, ymm15, ymm14\n",
+                    "vbroadcastss ymm15, [{w2} + ",
+                    $w,
+                    "]\n",
+                    "vfmadd231ps ymm6, ymm15, ymm12\n",
+                    "vfmadd231ps ymm7, ymm15, ymm13\n",
+                    "vfmadd231ps ymm8, ymm15, ymm14\n",
+                    "vbroadcastss ymm15, [{w2} + {filter} + ",
+                    $w,
+                    "]\n",
+                    "vfmadd231ps ymm9, ymm15, ymm12\n",
+                    "vfmadd231ps ymm10, ymm15, ymm13\n",
+                    "vfmadd231ps ymm11, ymm15, ymm14\n",
+                )
+            };
+        }
+
+        let Args {
+            input,
+            weights,
+            out,
+            group_in,
+            layout,
+            ..
+        } = args;
+        let filter = group_in * 9; // values between two filters' rows
+        let acc: [__m256; 12];
+        // SAFETY: as `tile`'s: every load is a tap of a position inside the tile, which the
+        // layout keeps inside its plane; the weights are the 4 rows `first..first + 4`.
+        unsafe {
+            let (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
+            asm!(
+                "vxorps ymm0, ymm0, ymm0",
+                "vxorps ymm1, ymm1, ymm1",
+                "vxorps ymm2, ymm2, ymm2",
+                "vxorps ymm3, ymm3, ymm3",
+                "vxorps ymm4, ymm4, ymm4",
+                "vxorps ymm5, ymm5, ymm5",
+                "vxorps ymm6, ymm6, ymm6",
+                "vxorps ymm7, ymm7, ymm7",
+                "vxorps ymm8, ymm8, ymm8",
+                "vxorps ymm9, ymm9, ymm9",
+                "vxorps ymm10, ymm10, ymm10",
+                "vxorps ymm11, ymm11, ymm11",
+                "2:",
+                tap!("{x}", "0"),
+                tap!("{x} + 4", "4"),
+                tap!("{x} + 8", "8"),
+                tap!("{x} + {row}", "12"),
+                tap!("{x} + {row} + 4", "16"),
+                tap!("{x} + {row} + 8", "20"),
+                tap!("{x} + {row} * 2", "24"),
+                tap!("{x} + {row} * 2 + 4", "28"),
+                tap!("{x} + {row} * 2 + 8", "32"),
+                "add {x}, {channel}",
+                "add {w0}, 36",
+                "add {w2}, 36",
+                "dec {n}",
+                "jnz 2b",
+                x = inout(reg) input.add(start) => _,
+                w0 = inout(reg) weights.add(first * filter) => _,
+                w2 = inout(reg) weights.add((first + 2) * filter) => _,
+                n = inout(reg) group_in => _,
+                filter = in(reg) filter * 4,
+                row = in(reg) layout.row * 4,
+                channel = in(reg) layout.channel() * 4,
+                out("ymm0") a0, out("ymm1") a1, out("ymm2") a2, out("ymm3") a3,
+                out("ymm4") a4, out("ymm5") a5, out("ymm6") a6, out("ymm7") a7,
+                out("ymm8") a8, out("ymm9") a9, out("ymm10") a10, out("ymm11") a11,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            );
+            acc = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11];
+            for (i, acc) in acc.iter().enumerate() {
+                let (o, v) = (i / 3, i % 3);
+                _mm256_storeu_ps(
+                    out.add((first + o) * layout.positions + start + v * 8),
+                    *acc,
+                );
+            }
+        }
     }
 }
 
