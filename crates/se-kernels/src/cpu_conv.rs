@@ -243,7 +243,7 @@ fn convolve(
         if let Some(isa) = direct {
             // Every group's input bordered at once, then each block of output channels of each
             // group is one task: grouped layers at batch 1 spread over the threads too.
-            direct::border(isa, g, x, col);
+            direct::border(isa, g, x, col, matches!(split, Split::Within(_)));
             let padded = col.as_slice();
             let bands: Vec<(usize, usize, &mut [f32])> = y
                 .chunks_mut(g.group_out() * pixels)

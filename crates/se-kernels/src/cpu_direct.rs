@@ -28,6 +28,8 @@
 
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
+
 use super::cpu_conv::ConvGeometry;
 use crate::simd::{Scalar, Simd};
 
@@ -190,16 +192,26 @@ impl Layout {
 }
 
 /// One image's bordered input planes (`planes`: `[channels, H, W]`, all groups or one),
-/// written into `padded`; a group's share is its slice for [`block`].
-pub(crate) fn border(isa: Isa, g: &ConvGeometry, planes: &[f32], padded: &mut Vec<f32>) {
+/// written into `padded`; a group's share is its slice for [`block`]. `parallel`: the
+/// channels split over the threads (at batch 1 each thread then copies planes its share of the
+/// previous layer mostly wrote, and neither waits on the other's copy).
+pub(crate) fn border(
+    isa: Isa,
+    g: &ConvGeometry,
+    planes: &[f32],
+    padded: &mut Vec<f32>,
+    parallel: bool,
+) {
     let layout = Layout::new(g, isa);
     let channels = planes.len() / (g.h * g.w);
-    padded.clear();
-    padded.resize(channels * layout.channel(), 0.0);
-    for (src, dst) in planes
-        .chunks(g.h * g.w)
-        .zip(padded.chunks_mut(layout.channel()))
-    {
+    // Grown, never cleared: each channel's planes are zeroed below, then filled.
+    let len = channels * layout.channel();
+    if padded.len() < len {
+        padded.resize(len, 0.0);
+    }
+    padded.truncate(len);
+    let channel = |(src, dst): (&[f32], &mut [f32])| {
+        dst.fill(0.0);
         for (y, src_row) in src.chunks(g.w).enumerate() {
             if layout.phases == 1 {
                 dst[(y + 1) * layout.row + 1..][..g.w].copy_from_slice(src_row);
@@ -216,6 +228,20 @@ pub(crate) fn border(isa: Isa, g: &ConvGeometry, planes: &[f32], padded: &mut Ve
                 even[g.w / 2] = src_row[g.w - 1];
             }
         }
+    };
+    let (src, dst) = (
+        planes.chunks(g.h * g.w),
+        padded.chunks_mut(layout.channel()),
+    );
+    if parallel {
+        let per_thread = channels.div_ceil(rayon::current_num_threads());
+        let (src, dst) = (
+            planes.par_chunks(g.h * g.w),
+            padded.par_chunks_mut(layout.channel()),
+        );
+        src.zip(dst).with_min_len(per_thread).for_each(channel);
+    } else {
+        src.zip(dst).for_each(channel);
     }
 }
 
@@ -678,7 +704,7 @@ mod tests {
                 for group in 0..g.groups {
                     let planes = &x[group * group_in * g.h * g.w..][..group_in * g.h * g.w];
                     let mut padded = Vec::new();
-                    border(isa, &g, planes, &mut padded);
+                    border(isa, &g, planes, &mut padded, false);
                     let out = &mut y[group * group_out * pixels..][..group_out * pixels];
                     let w = &w[group * group_out * group_in * 9..][..group_out * group_in * 9];
                     let blocks = out
@@ -698,7 +724,7 @@ mod tests {
         // All-ones 3x3 weights on a 8x8 plane of ones: 4 at corners, 6 on edges, 9 inside.
         let g = geometry(1, 8, 8, 8, 1);
         let mut padded = Vec::new();
-        border(Isa::Scalar, &g, &vec![1.0; 64], &mut padded);
+        border(Isa::Scalar, &g, &vec![1.0; 64], &mut padded, true);
         let mut y = vec![0.0; 8 * 64];
         block(
             Isa::Scalar,
