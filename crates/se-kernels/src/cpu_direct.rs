@@ -204,19 +204,28 @@ pub(crate) fn border(
 ) {
     let layout = Layout::new(g, isa);
     let channels = planes.len() / (g.h * g.w);
-    // Grown, never cleared: each channel's planes are zeroed below, then filled.
+    // Grown, never cleared: each channel's planes are filled below, zeros and all.
     let len = channels * layout.channel();
     if padded.len() < len {
         padded.resize(len, 0.0);
     }
     padded.truncate(len);
     let channel = |(src, dst): (&[f32], &mut [f32])| {
+        if layout.phases == 1 {
+            // Only the zeros written (a fill of the whole plane took as long as the copy):
+            // the top border row, each row's border column, the bottom row and the rounding.
+            let row = layout.row;
+            dst[..row].fill(0.0);
+            for (y, src_row) in src.chunks(g.w).enumerate() {
+                let at = (y + 1) * row;
+                dst[at] = 0.0;
+                dst[at + 1..][..g.w].copy_from_slice(src_row);
+            }
+            dst[(g.h + 1) * row..].fill(0.0);
+            return;
+        }
         dst.fill(0.0);
         for (y, src_row) in src.chunks(g.w).enumerate() {
-            if layout.phases == 1 {
-                dst[(y + 1) * layout.row + 1..][..g.w].copy_from_slice(src_row);
-                continue;
-            }
             // The row's even and odd columns, to its two phases.
             let at = |phase: usize| phase * layout.plane + (y / 2 + 1) * layout.row + 1;
             let (even, odd) = dst.split_at_mut(at(2 * (y % 2) + 1));
