@@ -268,6 +268,8 @@ pub(crate) fn block(
 ) {
     let layout = Layout::new(g, isa);
     let group_in = g.c_in / g.groups;
+    // The assembly tile's loop over input channels runs at least once.
+    assert!(group_in > 0, "input channels");
     assert_eq!(
         padded.len(),
         group_in * layout.channel(),
@@ -688,9 +690,10 @@ mod tests {
 
     #[test]
     fn every_isa_gives_the_reference_convolution_exactly() {
-        // One tile buffer for every case, as a thread's is reused: stale values from the case
-        // before must never reach an output.
+        // One tile buffer and one bordered-input buffer (NaN at first) for every case, as a
+        // thread's are reused: stale values from the case before must never reach an output.
         let mut tiles = Vec::new();
+        let mut padded = vec![f32::NAN; 1 << 14];
         // Odd sizes (tails of 1, 2 and 3 vectors, of channel blocks), two groups.
         for g in [
             geometry(3, 8, 8, 8, 1),
@@ -702,6 +705,8 @@ mod tests {
             strided(3, 8, 16, 16, 1, 2),
             strided(5, 11, 17, 15, 1, 2),
             strided(4, 16, 9, 20, 2, 2),
+            // Stride 1 again, on the buffer the stride-2 cases left behind.
+            geometry(5, 11, 9, 17, 1),
         ] {
             let x = values(g.c_in * g.h * g.w, 1);
             let w = values(g.c_out * g.c_in / g.groups * 9, 2);
@@ -712,8 +717,7 @@ mod tests {
                 let mut y = vec![f32::NAN; g.c_out * pixels];
                 for group in 0..g.groups {
                     let planes = &x[group * group_in * g.h * g.w..][..group_in * g.h * g.w];
-                    let mut padded = Vec::new();
-                    border(isa, &g, planes, &mut padded, false);
+                    border(isa, &g, planes, &mut padded, isa != Isa::Scalar);
                     let out = &mut y[group * group_out * pixels..][..group_out * pixels];
                     let w = &w[group * group_out * group_in * 9..][..group_out * group_in * 9];
                     let blocks = out
