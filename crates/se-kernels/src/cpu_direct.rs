@@ -238,19 +238,16 @@ pub(crate) fn border(
             }
         }
     };
-    let (src, dst) = (
-        planes.chunks(g.h * g.w),
-        padded.chunks_mut(layout.channel()),
-    );
+    let (src_len, dst_len) = (g.h * g.w, layout.channel());
     if parallel {
         let per_thread = channels.div_ceil(rayon::current_num_threads());
-        let (src, dst) = (
-            planes.par_chunks(g.h * g.w),
-            padded.par_chunks_mut(layout.channel()),
-        );
-        src.zip(dst).with_min_len(per_thread).for_each(channel);
+        let pairs = planes
+            .par_chunks(src_len)
+            .zip(padded.par_chunks_mut(dst_len));
+        pairs.with_min_len(per_thread).for_each(channel);
     } else {
-        src.zip(dst).for_each(channel);
+        let pairs = planes.chunks(src_len).zip(padded.chunks_mut(dst_len));
+        pairs.for_each(channel);
     }
 }
 
@@ -368,9 +365,10 @@ unsafe fn run_with<S: Simd, const V: usize, const O: usize, const STRIDE: usize>
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
     while start + step <= args.layout.positions {
         for first in (0..args.channels).step_by(O) {
-            match first + O <= args.channels {
-                true => unsafe { full(args, start, first) },
-                false => unsafe { tile::<S, V, O, STRIDE>(args, start, first) },
+            if first + O <= args.channels {
+                unsafe { full(args, start, first) }
+            } else {
+                unsafe { tile::<S, V, O, STRIDE>(args, start, first) }
             }
         }
         start += step;
@@ -476,46 +474,34 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const STRIDE: usize>(args: Args, start: usize, first: usize) {
         use std::arch::asm;
-        use std::arch::x86_64::{__m256, _mm256_storeu_ps};
+        use std::arch::x86_64::{_mm256_setzero_ps, _mm256_storeu_ps};
 
+        /// One filter's weight (`$w`: its address) broadcast, times the 3 input vectors into
+        /// that filter's 3 accumulators.
+        #[rustfmt::skip]
+        macro_rules! filter {
+            ($w:expr, $a:literal, $b:literal, $c:literal) => {
+                concat!(
+                    "vbroadcastss ymm15, [", $w, "]\n",
+                    "vfmadd231ps ymm", $a, ", ymm15, ymm12\n",
+                    "vfmadd231ps ymm", $b, ", ymm15, ymm13\n",
+                    "vfmadd231ps ymm", $c, ", ymm15, ymm14\n",
+                )
+            };
+        }
         /// The 3 input vectors of one tap (`$at`: its address) times the weight of each of the
         /// 4 filters at byte `$w` of their rows: 12 FMAs, in `tile`'s order.
+        #[rustfmt::skip]
         macro_rules! tap {
             ($at:expr, $w:literal) => {
                 concat!(
-                    "vmovups ymm12, [",
-                    $at,
-                    "]\n",
-                    "vmovups ymm13, [",
-                    $at,
-                    " + 32]\n",
-                    "vmovups ymm14, [",
-                    $at,
-                    " + 64]\n",
-                    "vbroadcastss ymm15, [{w0} + ",
-                    $w,
-                    "]\n",
-                    "vfmadd231ps ymm0, ymm15, ymm12\n",
-                    "vfmadd231ps ymm1, ymm15, ymm13\n",
-                    "vfmadd231ps ymm2, ymm15, ymm14\n",
-                    "vbroadcastss ymm15, [{w0} + {filter} + ",
-                    $w,
-                    "]\n",
-                    "vfmadd231ps ymm3, ymm15, ymm12\n",
-                    "vfmadd231ps ymm4, ymm15, ymm13\n",
-                    "vfmadd231ps ymm5, ymm15, ymm14\n",
-                    "vbroadcastss ymm15, [{w2} + ",
-                    $w,
-                    "]\n",
-                    "vfmadd231ps ymm6, ymm15, ymm12\n",
-                    "vfmadd231ps ymm7, ymm15, ymm13\n",
-                    "vfmadd231ps ymm8, ymm15, ymm14\n",
-                    "vbroadcastss ymm15, [{w2} + {filter} + ",
-                    $w,
-                    "]\n",
-                    "vfmadd231ps ymm9, ymm15, ymm12\n",
-                    "vfmadd231ps ymm10, ymm15, ymm13\n",
-                    "vfmadd231ps ymm11, ymm15, ymm14\n",
+                    "vmovups ymm12, [", $at, "]\n",
+                    "vmovups ymm13, [", $at, " + 32]\n",
+                    "vmovups ymm14, [", $at, " + 64]\n",
+                    filter!(concat!("{w0} + ", $w), "0", "1", "2"),
+                    filter!(concat!("{w0} + {filter} + ", $w), "3", "4", "5"),
+                    filter!(concat!("{w2} + ", $w), "6", "7", "8"),
+                    filter!(concat!("{w2} + {filter} + ", $w), "9", "10", "11"),
                 )
             };
         }
@@ -537,20 +523,8 @@ mod x86 {
             _ => ([2 * plane, row, 2 * plane + row], plane),
         };
         let [b0, b1, b2] = bases.map(|b| unsafe { x.add(b) });
-        let (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11): (
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-            __m256,
-        );
+        // Written by the assembly (ymm0-11: filter `i / 3`, vector `i % 3`).
+        let mut acc = [_mm256_setzero_ps(); 12];
         /// The tile's sums over every input channel into ymm0-11, with column 2 of each
         /// kernel row at `$kx2`.
         macro_rules! accumulate {
@@ -594,9 +568,10 @@ mod x86 {
                     q = in(reg) q * 4,
                     filter = in(reg) filter * 4,
                     channel = in(reg) layout.channel() * 4,
-                    out("ymm0") a0, out("ymm1") a1, out("ymm2") a2, out("ymm3") a3,
-                    out("ymm4") a4, out("ymm5") a5, out("ymm6") a6, out("ymm7") a7,
-                    out("ymm8") a8, out("ymm9") a9, out("ymm10") a10, out("ymm11") a11,
+                    out("ymm0") acc[0], out("ymm1") acc[1], out("ymm2") acc[2],
+                    out("ymm3") acc[3], out("ymm4") acc[4], out("ymm5") acc[5],
+                    out("ymm6") acc[6], out("ymm7") acc[7], out("ymm8") acc[8],
+                    out("ymm9") acc[9], out("ymm10") acc[10], out("ymm11") acc[11],
                     out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
                     options(nostack, readonly),
                 )
@@ -609,7 +584,6 @@ mod x86 {
                 1 => accumulate!(" + 8"),
                 _ => accumulate!(" + {q} + 4"),
             }
-            let acc = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11];
             for (i, acc) in acc.iter().enumerate() {
                 let (o, v) = (i / 3, i % 3);
                 _mm256_storeu_ps(
