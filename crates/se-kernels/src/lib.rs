@@ -436,7 +436,11 @@ mod tests {
         for (case, ([n, c, h, w], co, k, s, p, groups)) in cases.into_iter().enumerate() {
             let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);
             let x = normal([n, c, h, w]);
-            let weight = normal([co, c / groups, k, k]);
+            // He-style scale (unit-variance outputs, as in a trained network): with unit-normal
+            // weights the outputs reach ~30 and an excitation's gate, exact to f32 rounding
+            // (~1e-5), multiplied them past the absolute tolerance in ~1 run in 60.
+            let fan_in = (c / groups * k * k) as f64;
+            let weight = normal([co, c / groups, k, k]) / fan_in.sqrt();
             let bias = Tensor::<Flex, 1>::random([co], Distribution::Normal(0.0, 1.0), &device);
             let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
             let residual = normal(y.dims());
@@ -480,19 +484,24 @@ mod tests {
         }
     }
 
-    /// An SE excitation over `channels` channels (hidden width 4) with random weights.
+    /// An SE excitation over `channels` channels (hidden width 4) with random weights, scaled
+    /// by their fan-in so that the gates' inputs are of unit size, not saturated.
     fn random_excitation<B: Backend>(
         channels: usize,
         gate: Gate,
         biases: bool,
         device: &B::Device,
     ) -> Excitation<B> {
-        let normal = Distribution::Normal(0.0, 1.0);
-        let bias = |len: usize| biases.then(|| Tensor::random([len], normal, device));
+        let normal = |std: f64| Distribution::Normal(0.0, std);
+        let bias = |len: usize| biases.then(|| Tensor::random([len], normal(1.0), device));
         Excitation {
-            reduce: Tensor::random([channels, 4], normal, device),
+            reduce: Tensor::random(
+                [channels, 4],
+                normal(1.0 / (channels as f64).sqrt()),
+                device,
+            ),
             reduce_bias: bias(4),
-            expand: Tensor::random([4, channels], normal, device),
+            expand: Tensor::random([4, channels], normal(0.5), device),
             expand_bias: bias(channels),
             gate,
         }
