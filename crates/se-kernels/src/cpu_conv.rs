@@ -18,6 +18,7 @@
 //! uninitialised and zeroed chunk by chunk inside the parallel loops (see `cpu_planes::uninit`).
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::LocalKey;
 
@@ -25,7 +26,7 @@ use rayon::prelude::*;
 
 use super::cpu_channels_last::{self as channels_last, Plan};
 use super::cpu_direct::{self as direct, Isa};
-use super::cpu_planes::{assume_init, min_planes, uninit, zeroed};
+use super::cpu_planes::{assume_init, assume_init_mut, min_planes, uninit, zeroed};
 use crate::CpuExcitation;
 
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
@@ -217,7 +218,9 @@ fn convolve(
     let pixels = g.out_pixels();
     let direct = direct::applies(g).then(Isa::selected);
     let plan = channels_last::applies(g).then(|| Plan::new(g, Isa::selected(), weight));
-    let convolve_image = |col: &mut Vec<f32>, image: usize, x: &[f32], y: &mut [f32], split| {
+    // Each path initialises the whole output: the direct and channels-last kernels zero each
+    // band inside their parallel loop, saving a pass over the threads (a fork-join) per layer.
+    let convolve_image = image_fn(|col, image, x, y, split| {
         // Channels `first..` of `group`'s output, just computed (`band`: their planes): the
         // epilogue, plane by plane, while they are in cache.
         let finish = |group: usize, first: usize, band: &mut [f32]| {
@@ -245,7 +248,7 @@ fn convolve(
             // group is one task: grouped layers at batch 1 spread over the threads too.
             direct::border(isa, g, x, col, matches!(split, Split::Within(_)));
             let padded = col.as_slice();
-            let bands: Vec<(usize, usize, &mut [f32])> = y
+            let bands: Vec<(usize, usize, &mut [MaybeUninit<f32>])> = y
                 .chunks_mut(g.group_out() * pixels)
                 .enumerate()
                 .flat_map(|(group, y)| {
@@ -253,7 +256,8 @@ fn convolve(
                     bands.map(move |(b, band)| (group, b, band))
                 })
                 .collect();
-            let channels = |(group, b, band): (usize, usize, &mut [f32])| {
+            let channels = |(group, b, band): (usize, usize, &mut [MaybeUninit<f32>])| {
+                let band = zeroed(band);
                 let input = block(padded, group, padded.len() / g.groups);
                 let filters = band.len() / pixels;
                 let first = group * g.group_out() + b * direct::OUT_BLOCK;
@@ -267,7 +271,8 @@ fn convolve(
                 Split::Images => bands.into_iter().for_each(channels),
                 Split::Within(_) => bands.into_par_iter().for_each(channels),
             }
-            return;
+            // SAFETY: every band of `y` went through `zeroed`.
+            return unsafe { assume_init_mut(y) };
         }
         if let Some(plan) = &plan {
             let parallel = matches!(split, Split::Within(_));
@@ -296,7 +301,8 @@ fn convolve(
                 }
                 // Back to NCHW, 16 channels at a time, each band finished while in cache.
                 let out = &*out;
-                let band = |(b, band): (usize, &mut [f32])| {
+                let band = |(b, band): (usize, &mut [MaybeUninit<f32>])| {
+                    let band = zeroed(band);
                     plan.planes(out, b * 16, band);
                     finish(0, b * 16, band);
                 };
@@ -305,8 +311,10 @@ fn convolve(
                     Split::Within(_) => y.par_chunks_mut(16 * pixels).enumerate().for_each(band),
                 }
             });
-            return;
+            // SAFETY: every band of `y` went through `zeroed`.
+            return unsafe { assume_init_mut(y) };
         }
+        let y = zero_image(y, split);
         for group in 0..g.groups {
             let y = block_mut(y, group, g.group_out() * pixels);
             let cols = columns(g, x, group, col, split);
@@ -316,9 +324,10 @@ fn convolve(
             let finish = |first: usize, band: &mut [f32]| finish(group, first, band);
             gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
         }
-    };
+        y
+    });
     each_image(x, in_image, out_image, |col, image, x, y, split| {
-        convolve_image(col, image, x, y, split);
+        let y = convolve_image(col, image, x, y, split);
         if let Some((
             Epilogue {
                 excitation: Some(excitation),
@@ -337,6 +346,7 @@ fn convolve(
             let residual = residual.map(|r| block(r, image, out_image));
             scale_planes(y, &weights, residual, relu, split);
         }
+        y
     })
 }
 
@@ -412,6 +422,7 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
     }
     let (in_image, out_image) = (g.c_in * g.h * g.w, g.c_out * g.out_pixels());
     each_image(dy, out_image, in_image, |col, _, dy, dx, split| {
+        let dx = zero_image(dx, split);
         for group in 0..g.groups {
             let w = block(weight, group, g.group_out() * g.col_rows());
             let dy = block(dy, group, g.group_out() * g.out_pixels());
@@ -427,6 +438,7 @@ pub fn input_grad(geometry: &ConvGeometry, weight: &[f32], dy: &[f32]) -> Vec<f3
                 col_to_image(g, col.as_mut_slice(), dx, split);
             }
         }
+        dx
     })
 }
 
@@ -449,46 +461,76 @@ fn flipped_transpose(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
 }
 
 /// A new buffer of one `output_image` per image of `input` (`input_image` values each), filled
-/// by `image(scratch, index, input, output, split)` on each image's input and (zeroed) output:
-/// the images in parallel, or in turn with the work inside each split across the threads (see
-/// [`split`]).
+/// by `image(scratch, index, input, output, split)` on each image's input and uninitialised
+/// output, which it returns initialised (zeroed with [`zero_image`] or band by band inside its
+/// own parallel loops): the images in parallel, or in turn with the work inside each split
+/// across the threads (see [`split`]).
 fn each_image(
     input: &[f32],
     input_image: usize,
     output_image: usize,
-    image: impl Fn(&mut Vec<f32>, usize, &[f32], &mut [f32], Split) + Sync,
+    image: impl for<'y> Fn(
+        &mut Vec<f32>,
+        usize,
+        &[f32],
+        &'y mut [MaybeUninit<f32>],
+        Split,
+    ) -> &'y mut [f32]
+    + Sync,
 ) -> Vec<f32> {
     let images = input.len() / input_image;
     let mut output = uninit(images * output_image);
+    let run = |col: &mut Vec<f32>, index, input, out: &mut [MaybeUninit<f32>], split| {
+        let (start, len) = (out.as_ptr() as usize, out.len());
+        let out = image(col, index, input, out, split);
+        // The same values as initialised `f32`s: all of them were written.
+        assert!(out.as_ptr() as usize == start && out.len() == len);
+    };
     match split(images) {
         Split::Images => output
             .par_chunks_mut(output_image)
             .zip(input.par_chunks(input_image))
             .enumerate()
             .for_each(|(index, (out, input))| {
-                with_scratch(|col| image(col, index, input, zeroed(out), Split::Images))
+                with_scratch(|col| run(col, index, input, out, Split::Images))
             }),
-        within => {
-            // Zeroed across the threads first: on the calling thread alone, the zeroing of
-            // every layer's output was ~4% of SE-ResNet-50's batch-1 forward pass.
-            output.par_chunks_mut(1 << 16).for_each(|chunk| {
+        within => with_scratch(|col| {
+            let images = output
+                .chunks_mut(output_image)
+                .zip(input.chunks(input_image));
+            for (index, (out, input)) in images.enumerate() {
+                run(col, index, input, out, within);
+            }
+        }),
+    }
+    // SAFETY: `run` checked that `image` returned each image's output as `&mut [f32]`, whose
+    // values are initialised.
+    unsafe { assume_init(output) }
+}
+
+/// `f` as [`each_image`]'s image function: the signature a closure cannot spell (its output
+/// borrows from its uninitialised output argument).
+fn image_fn<F>(f: F) -> F
+where
+    F: for<'y> Fn(&mut Vec<f32>, usize, &[f32], &'y mut [MaybeUninit<f32>], Split) -> &'y mut [f32],
+{
+    f
+}
+
+/// One image's output zeroed, across the threads when the work within an image is split: on
+/// the calling thread alone, the zeroing of every layer's output was ~4% of SE-ResNet-50's
+/// batch-1 forward pass.
+fn zero_image(out: &mut [MaybeUninit<f32>], split: Split) -> &mut [f32] {
+    match split {
+        Split::Images => zeroed(out),
+        Split::Within(_) => {
+            out.par_chunks_mut(1 << 16).for_each(|chunk| {
                 zeroed(chunk);
             });
-            // SAFETY: every value of `output` was just zeroed.
-            let mut output = unsafe { assume_init(output) };
-            with_scratch(|col| {
-                let images = output
-                    .chunks_mut(output_image)
-                    .zip(input.chunks(input_image));
-                for (index, (out, input)) in images.enumerate() {
-                    image(col, index, input, out, within);
-                }
-            });
-            return output;
+            // SAFETY: every chunk of `out` was just zeroed.
+            unsafe { assume_init_mut(out) }
         }
     }
-    // SAFETY: every image of `output` went through `zeroed`.
-    unsafe { assume_init(output) }
 }
 
 /// Block `index` of `slice` cut into blocks of `len` (a group's weights or channels).

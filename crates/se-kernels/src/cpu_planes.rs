@@ -23,7 +23,16 @@ pub(crate) fn uninit(len: usize) -> Vec<MaybeUninit<f32>> {
 /// Zeroes a chunk of an [`uninit`] buffer and returns it as initialised values.
 pub(crate) fn zeroed(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     chunk.fill(MaybeUninit::new(0.0));
-    // SAFETY: every value was just written; `MaybeUninit<f32>` has `f32`'s layout.
+    // SAFETY: every value was just written.
+    unsafe { assume_init_mut(chunk) }
+}
+
+/// A chunk of an [`uninit`] buffer as the values it holds.
+///
+/// # Safety
+/// Every value of `chunk` must have been initialised.
+pub(crate) unsafe fn assume_init_mut(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the caller vouches for initialisation.
     unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
