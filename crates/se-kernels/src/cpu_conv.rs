@@ -314,7 +314,6 @@ fn convolve(
             // SAFETY: every band of `y` went through `zeroed`.
             return unsafe { assume_init_mut(y) };
         }
-        let y = zero_image(y, split);
         for group in 0..g.groups {
             let y = block_mut(y, group, g.group_out() * pixels);
             let cols = columns(g, x, group, col, split);
@@ -322,9 +321,10 @@ fn convolve(
             let w = Mat::row_major(w, g.group_out(), g.col_rows());
             let cols = Mat::row_major(cols, g.col_rows(), pixels);
             let finish = |first: usize, band: &mut [f32]| finish(group, first, band);
-            gemm_then(y, Order::RowMajor, w, cols, false, split, &finish);
+            gemm_then(y, w, cols, split, &finish);
         }
-        y
+        // SAFETY: `gemm_then` stored every value of every group's block of `y`.
+        unsafe { assume_init_mut(y) }
     });
     each_image(x, in_image, out_image, |col, image, x, y, split| {
         let y = convolve_image(col, image, x, y, split);
@@ -379,9 +379,9 @@ fn scale_planes(
     }
 }
 
-/// `plane = relu(plane · scale + bias + residual)` in place: a convolution's epilogue (scale
-/// 1) or an SE block's scaling (bias 0), as `v · scale + (bias + residual)`, so that either
-/// rounds as its own form would (`· 1` and `0 +` are exact).
+/// `plane = relu(plane · scale + bias + residual)` in place: a convolution's epilogue (a scale
+/// of 1) or an SE block's scaling (a bias of 0), as `v · scale + (bias + residual)`, so that
+/// either rounds as its own form would (`· 1` and `0 +` are exact).
 fn finish_plane(plane: &mut [f32], scale: f32, bias: f32, residual: Option<&[f32]>, relu: bool) {
     match residual {
         Some(residual) => plane
@@ -539,7 +539,7 @@ fn block(slice: &[f32], index: usize, len: usize) -> &[f32] {
 }
 
 /// [`block`], mutable.
-fn block_mut(slice: &mut [f32], index: usize, len: usize) -> &mut [f32] {
+fn block_mut<T>(slice: &mut [T], index: usize, len: usize) -> &mut [T] {
     &mut slice[index * len..][..len]
 }
 
@@ -840,6 +840,16 @@ impl<'a> Mat<'a> {
             ..self
         }
     }
+
+    /// Rows `first..first + rows`.
+    fn rows_from(self, first: usize, rows: usize) -> Self {
+        assert!(first + rows <= self.rows, "rows");
+        Self {
+            data: &self.data[first * self.row_stride..],
+            rows,
+            ..self
+        }
+    }
 }
 
 /// How a GEMM's destination is stored.
@@ -856,48 +866,85 @@ fn gemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, split: Split) {
 
 /// [`gemm`] with the destination stored in either order.
 fn gemm_into(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool, split: Split) {
-    gemm_then(dst, order, a, b, accumulate, split, &|_, _| {})
-}
-
-/// [`gemm_into`], then `finish(first_row, rows)` on each band of rows of a row-major `dst`
-/// right after the band is computed, while it is in cache.
-fn gemm_then(
-    dst: &mut [f32],
-    order: Order,
-    a: Mat,
-    b: Mat,
-    accumulate: bool,
-    split: Split,
-    finish: &(dyn Fn(usize, &mut [f32]) + Sync),
-) {
     assert_eq!(a.cols, b.rows);
     assert_eq!(dst.len(), a.rows * b.cols);
-    // On all threads, a row-major product runs as one sequential GEMM per band of rows: one
-    // fork-join per product instead of gemm's own finer-grained split (SE-ResNet-50 at batch 1
-    // kept the two cores 157% busy with gemm's split).
-    if let (Split::Within(threads), Order::RowMajor) = (split, order) {
-        let band = a.rows.div_ceil(threads).next_multiple_of(16);
-        if band < a.rows {
-            return dst
-                .par_chunks_mut(band * b.cols)
-                .enumerate()
-                .for_each(|(i, dst)| {
-                    let rows = dst.len() / b.cols;
-                    let data = &a.data[i * band * a.row_stride..];
-                    let a = Mat { data, rows, ..a };
-                    gemm_into(dst, order, a, b, accumulate, Split::Images);
-                    finish(i * band, dst);
-                });
-        }
+    if let (Some(band), Order::RowMajor) = (row_band(a.rows, split), order) {
+        return dst
+            .par_chunks_mut(band * b.cols)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                gemm_into(
+                    dst,
+                    order,
+                    a.rows_from(i * band, dst.len() / b.cols),
+                    b,
+                    accumulate,
+                    Split::Images,
+                )
+            });
     }
-    gemm_one(dst, order, a, b, accumulate);
-    if let Order::RowMajor = order {
-        finish(0, dst);
-    }
+    // SAFETY: `dst`'s values are initialised, as `accumulate` needs, and the GEMM stores only
+    // initialised values into them.
+    unsafe { gemm_one(as_uninit(dst), order, a, b, accumulate) };
 }
 
-/// One sequential GEMM.
-fn gemm_one(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool) {
+/// `dst = a × b` into an uninitialised row-major `dst`, returned initialised, with
+/// `finish(first_row, rows)` run on each band of rows right after the band is computed, while
+/// it is in cache.
+fn gemm_then<'d>(
+    dst: &'d mut [MaybeUninit<f32>],
+    a: Mat,
+    b: Mat,
+    split: Split,
+    finish: &(dyn Fn(usize, &mut [f32]) + Sync),
+) -> &'d mut [f32] {
+    assert_eq!(a.cols, b.rows);
+    assert_eq!(dst.len(), a.rows * b.cols);
+    let band = |first: usize, dst: &mut [MaybeUninit<f32>]| {
+        let a = a.rows_from(first, dst.len() / b.cols);
+        // SAFETY: without `accumulate` the GEMM does not read `dst`, and stores every value.
+        let dst = unsafe {
+            gemm_one(dst, Order::RowMajor, a, b, false);
+            assume_init_mut(dst)
+        };
+        finish(first, dst);
+    };
+    match row_band(a.rows, split) {
+        Some(rows) => dst
+            .par_chunks_mut(rows * b.cols)
+            .enumerate()
+            .for_each(|(i, dst)| band(i * rows, dst)),
+        None => band(0, dst),
+    }
+    // SAFETY: every band went through `gemm_one` without `accumulate`, which stores every value.
+    unsafe { assume_init_mut(dst) }
+}
+
+/// On all threads, a row-major product runs as one sequential GEMM per band of rows (the band's
+/// height, a multiple of 16, if there is more than one): one fork-join per product instead of
+/// gemm's own finer-grained split (SE-ResNet-50 at batch 1 kept the two cores 157% busy with
+/// gemm's split).
+fn row_band(rows: usize, split: Split) -> Option<usize> {
+    let Split::Within(threads) = split else {
+        return None;
+    };
+    let band = rows.div_ceil(threads).next_multiple_of(16);
+    (band < rows).then_some(band)
+}
+
+/// `values` as a destination that only initialised values will be stored into.
+fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the callers store only initialised values (so the slice stays
+    // initialised for `values`' owner).
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// One sequential GEMM: `dst = a × b`, or `dst += a × b` when `accumulate`.
+///
+/// # Safety
+/// With `accumulate`, every value of `dst` must be initialised.
+unsafe fn gemm_one(dst: &mut [MaybeUninit<f32>], order: Order, a: Mat, b: Mat, accumulate: bool) {
+    assert_eq!(dst.len(), a.rows * b.cols);
     for m in [a, b] {
         if m.rows > 0 && m.cols > 0 {
             assert!((m.rows - 1) * m.row_stride + (m.cols - 1) * m.col_stride < m.data.len());
@@ -908,13 +955,14 @@ fn gemm_one(dst: &mut [f32], order: Order, a: Mat, b: Mat, accumulate: bool) {
         Order::ColMajor => (a.rows as isize, 1),
     };
     // SAFETY: the asserts above keep every index the GEMM reads or writes inside the slices;
-    // `dst` is borrowed mutably, so it aliases neither input.
+    // `dst` is borrowed mutably, so it aliases neither input; it is read only with
+    // `accumulate` (gemm's `read_dst`), when the caller vouches that it is initialised.
     unsafe {
         gemm::gemm(
             a.rows,
             b.cols,
             a.cols,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             dst_col_stride,
             dst_row_stride,
             accumulate,
