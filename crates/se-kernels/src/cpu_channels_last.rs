@@ -2,7 +2,8 @@
 //! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 8
 //! (ResNet-50's 7x7 ones from batch 21), stride 2 with more than 64 input channels (ResNet-50's
 //! downsampling 3x3 layers), other kernel sizes (the 7x7 stem) — where the weights are reused
-//! over at least 1024 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem).
+//! over at least 784 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem
+//! and its first downsampling 3x3 layer).
 //!
 //! Each image is copied once into a zero-padded channels-last buffer `[H + 2p, W + 2p, C_in]`.
 //! The register tile is `P` output pixels by `CV` vectors of output channels: for each kernel tap
@@ -32,13 +33,12 @@ use crate::simd::{Scalar, Simd};
 /// Whether this kernel computes this convolution: ungrouped, undilated, at least 16 output
 /// channels (a tile's channel vectors are 16 or 32 wide), a kernel larger than 1x1 (1x1 layers
 /// measured faster as im2col + one GEMM, ~2x at stride 2), a layer `cpu_direct` does not take,
-/// and at least 1024 output pixels over the batch: the weights are repacked on every call, which
-/// costs more than it saves where they are reused less (ResNet-50's 7x7 and 14x14 layers at
-/// batch 1 ran 1.2–3x slower than im2col + GEMM; `examples/direct.rs`). Without AVX-512 (a
-/// 16-channel by 6-pixel tile on AVX2), only where the threads split each image: there
-/// ResNet-50's 7x7 stem ran 1.6x faster than im2col + GEMM at batch 1, but with the images
-/// in parallel it ran 1.5x slower at batch 8 (34 against 22 ms), and the stride-2 3x3 layers
-/// at half im2col + GEMM's rate (25 against 15 ms, 27 against 13).
+/// and at least 784 output pixels over the batch (a 28x28 plane): the weights are repacked on
+/// every call, which costs more than it saves where they are reused less (ResNet-50's 7x7 and
+/// 14x14 layers at batch 1 ran 1.2–3x slower than im2col + GEMM, its 3x3 layer on 7x7 planes
+/// at batch 8 1.14x slower; `examples/layers.rs`). On AVX2 at batch 1 ResNet-50's 7x7 stem runs
+/// 2.1x faster than im2col + GEMM (1.8 against 3.9 ms) and the first stride-2 3x3 layer 1.6x;
+/// at batch 8, the images in parallel, the stem 1.2–1.4x and the stride-2 3x3 layers 1.05–1.25x.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     let [oh, ow] = g.output_size();
     enabled()
@@ -46,8 +46,7 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
         && g.dilation == [1, 1]
         && g.c_out >= 16
         && g.kernel != [1, 1]
-        && (Isa::selected() == Isa::Avx512 || super::cpu_conv::splits_within(g.n))
-        && g.n * oh * ow >= 1024
+        && g.n * oh * ow >= 784
         && !super::cpu_direct::takes(g)
 }
 
@@ -100,9 +99,9 @@ pub(crate) struct Plan {
     /// For each output pixel (rounded up to whole tiles, the extra ones repeating the last
     /// pixel), the index in the channels-last input of its top-left tap.
     pixel_offsets: Vec<usize>,
-    /// The offset of each kernel tap from a pixel's top-left tap.
-    tap_offsets: Vec<usize>,
-    c_in: usize,
+    /// The reduction (taps by input channels) as runs of steps whose inputs are consecutive
+    /// in the channels-last buffer: a kernel row's taps at stride 1 in x, all its channels.
+    runs: Vec<Run>,
     /// Output channels.
     c_out: usize,
     /// Output pixels per image.
@@ -130,19 +129,16 @@ impl Plan {
                 (y * padded_w + x) * g.c_in
             })
             .collect();
-        let tap_offsets: Vec<usize> = (0..kh * kw)
-            .map(|t| ((t / kw) * padded_w + t % kw) * g.c_in)
-            .collect();
+        let tap_offsets = (0..kh * kw).map(|t| ((t / kw) * padded_w + t % kw) * g.c_in);
+        let runs = Run::merge(tap_offsets, g.c_in);
         let furthest = pixel_offsets.iter().max().unwrap_or(&0)
-            + tap_offsets.iter().max().unwrap_or(&0)
-            + g.c_in;
+            + runs.iter().map(|r| r.offset + r.len).max().unwrap_or(0);
         Self {
             isa,
             tile,
             packed: pack(g, weight, tile.channels),
             pixel_offsets,
-            tap_offsets,
-            c_in: g.c_in,
+            runs,
             c_out: g.c_out,
             pixels,
             input_len: (g.h + 2 * g.padding[0]) * padded_w * g.c_in,
@@ -187,7 +183,8 @@ impl Plan {
             "{:?} on this CPU",
             self.isa
         );
-        let (tiles, k) = (self.tiles(), self.tap_offsets.len() * self.c_in);
+        let tiles = self.tiles();
+        let k = self.runs.iter().map(|r| r.len).sum::<usize>();
         let mut out = out;
         // Runs of units within one channel block: one block of weights each.
         let mut unit = units.start;
@@ -200,8 +197,7 @@ impl Plan {
                 weights: &self.packed[block * k * self.tile.channels..][..k * self.tile.channels],
                 pixel_offsets: &self.pixel_offsets[first_tile * self.tile.pixels..]
                     [..(last_tile - first_tile) * self.tile.pixels],
-                tap_offsets: &self.tap_offsets,
-                c_in: self.c_in,
+                runs: &self.runs,
                 out: tiles_out.as_mut_ptr(),
             };
             // SAFETY: the asserts above bound every load (`self.furthest`) and store (`tiles_out` holds
@@ -212,7 +208,9 @@ impl Plan {
                     Isa::Avx512 => x86::avx512(args),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 => x86::avx2(args),
-                    _ => run::<Scalar, 4, 2>(args),
+                    _ => run::<Scalar, 4, 2>(args, |acc, x, w, len| {
+                        span::<Scalar, 4, 2>(acc, x, w, len)
+                    }),
                 }
             }
             out = rest;
@@ -365,30 +363,63 @@ pub(crate) fn transpose(
     }
 }
 
+/// Reduction steps `k..k + len` (the packed weights' rows), whose inputs lie at `offset..offset
+/// + len` from a pixel's top-left tap in the channels-last buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    offset: usize,
+    k: usize,
+    len: usize,
+}
+
+impl Run {
+    /// Taps (their offsets, in reduction order) of `c_in` channels each as runs: a tap that
+    /// starts where the last one ended extends it. The 7x7 stem's 49 taps of 3 channels become
+    /// 7 runs of 21 steps, so the kernel's inner loop no longer restarts every 3 steps.
+    fn merge(tap_offsets: impl Iterator<Item = usize>, c_in: usize) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (tap, offset) in tap_offsets.enumerate() {
+            match runs.last_mut() {
+                Some(last) if last.offset + last.len == offset => last.len += c_in,
+                _ => runs.push(Run {
+                    offset,
+                    k: tap * c_in,
+                    len: c_in,
+                }),
+            }
+        }
+        runs
+    }
+}
+
 /// What [`Plan::compute`] checked, for one run of tiles of one channel block.
 struct Args<'a> {
     input: *const f32,
-    /// The block's packed weights, `[kh · kw][c_in][CV · LANES]`.
+    /// The block's packed weights, `[kh · kw · c_in][CV · LANES]`.
     weights: &'a [f32],
     /// The offsets of the pixels of the tiles to compute, whole tiles.
     pixel_offsets: &'a [usize],
-    tap_offsets: &'a [usize],
-    c_in: usize,
+    runs: &'a [Run],
     /// The tiles' output, `[pixels][CV · LANES]`.
     out: *mut f32,
 }
 
 /// Every tile of `args.pixel_offsets` of one channel block: `CV` vectors of channels by `P`
-/// pixels in registers, the reduction over taps and input channels in chunks whose weights fit
-/// in L1.
+/// pixels in registers, the reduction in chunks whose weights fit in L1, each chunk's share of
+/// each [`Run`] by `span`: `span(acc, x, w, len)` adds `w[i][v] · x[p][i]` to `acc[p][v]` for
+/// `i < len` (`w` rows of `CV · LANES`, `x` one pointer per pixel; `len > 0`).
 ///
 /// # Safety
-/// `args` must be as [`Plan::compute`] checks; `S`'s instructions must run on this CPU.
+/// `args` must be as [`Plan::compute`] checks; `S`'s instructions must run on this CPU, and
+/// `span` must read no more than it says.
 #[inline(always)]
-unsafe fn run<S: Simd, const CV: usize, const P: usize>(args: Args) {
+unsafe fn run<S: Simd, const CV: usize, const P: usize>(
+    args: Args,
+    span: impl Fn(&mut [[S::V; CV]; P], [*const f32; P], *const f32, usize),
+) {
     let block = CV * S::LANES;
     assert_eq!(args.pixel_offsets.len() % P, 0, "whole tiles");
-    let k = args.tap_offsets.len() * args.c_in;
+    let k = args.runs.iter().map(|r| r.len).sum::<usize>();
     assert_eq!(args.weights.len(), k * block, "packed weights");
     let chunk = (CHUNK / block).max(1);
     for k_start in (0..k).step_by(chunk) {
@@ -406,29 +437,48 @@ unsafe fn run<S: Simd, const CV: usize, const P: usize>(args: Args) {
                         }
                     }
                 }
-                // The chunk's taps, each over its share of the input channels.
-                for tap in k_start / args.c_in..k_end.div_ceil(args.c_in) {
-                    let first = k_start.max(tap * args.c_in) - tap * args.c_in;
-                    let last = k_end.min((tap + 1) * args.c_in) - tap * args.c_in;
-                    let w = args.weights.as_ptr().add(tap * args.c_in * block);
-                    let tap_offset = args.tap_offsets[tap];
-                    let x: [*const f32; P] =
-                        std::array::from_fn(|p| args.input.add(offsets[p] + tap_offset));
-                    for ci in first..last {
-                        let w: [S::V; CV] =
-                            std::array::from_fn(|v| S::load(w.add(ci * block + v * S::LANES)));
-                        for (acc, x) in acc.iter_mut().zip(x) {
-                            let x = S::splat(*x.add(ci));
-                            for (acc, w) in acc.iter_mut().zip(w) {
-                                *acc = S::fma(w, x, *acc);
-                            }
-                        }
+                // The chunk's share of each run.
+                for run in args.runs {
+                    let first = k_start.max(run.k);
+                    let last = k_end.min(run.k + run.len);
+                    if first >= last {
+                        continue;
                     }
+                    let w = args.weights.as_ptr().add(first * block);
+                    let offset = run.offset + first - run.k;
+                    let x = std::array::from_fn(|p| args.input.add(offsets[p] + offset));
+                    span(&mut acc, x, w, last - first);
                 }
                 for (p, acc) in acc.iter().enumerate() {
                     for (v, acc) in acc.iter().enumerate() {
                         S::store(out.add(p * block + v * S::LANES), *acc);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`run`]'s `span` in `S`'s intrinsics.
+///
+/// # Safety
+/// As [`run`]'s `span`: `len` rows of weights at `w` and `len` values at each `x[p]`.
+#[inline(always)]
+unsafe fn span<S: Simd, const CV: usize, const P: usize>(
+    acc: &mut [[S::V; CV]; P],
+    x: [*const f32; P],
+    w: *const f32,
+    len: usize,
+) {
+    let block = CV * S::LANES;
+    for i in 0..len {
+        // SAFETY: inside the `len` rows and values the caller vouches for.
+        unsafe {
+            let w: [S::V; CV] = std::array::from_fn(|v| S::load(w.add(i * block + v * S::LANES)));
+            for (acc, x) in acc.iter_mut().zip(x) {
+                let x = S::splat(*x.add(i));
+                for (acc, w) in acc.iter_mut().zip(w) {
+                    *acc = S::fma(w, x, *acc);
                 }
             }
         }
@@ -441,7 +491,7 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use super::{Args, run};
+    use super::{Args, run, span};
     use crate::simd::x86::{Avx2, Avx512};
 
     /// An 8x8 block at `src` (rows `src_row` apart) transposed to `dst` (rows `dst_row` apart).
@@ -496,14 +546,82 @@ mod x86 {
     /// As [`run`]'s, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(args: Args) {
-        unsafe { run::<Avx512, 2, 8>(args) }
+        unsafe { run::<Avx512, 2, 8>(args, |acc, x, w, len| span::<Avx512, 2, 8>(acc, x, w, len)) }
     }
 
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(args: Args) {
-        unsafe { run::<Avx2, 2, 6>(args) }
+        unsafe { run::<Avx2, 2, 6>(args, |acc, x, w, len| span_avx2(acc, x, w, len)) }
+    }
+
+    /// [`span`] for the AVX2 tile (6 pixels by 16 channels) in assembly: compiled from the
+    /// intrinsics, the twelve accumulators went through the stack on every step (the stem ran
+    /// at a quarter of the FMA peak).
+    ///
+    /// # Safety
+    /// As [`span`]'s, on a CPU with AVX2 and FMA; `len > 0`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn span_avx2(acc: &mut [[__m256; 2]; 6], x: [*const f32; 6], w: *const f32, len: usize) {
+        /// Pixel `$x`'s value broadcast into `$b`, times both weight vectors into `$a0`, `$a1`.
+        macro_rules! pixel {
+            ($x:literal, $b:literal, $a0:literal, $a1:literal) => {
+                concat!(
+                    "vbroadcastss ymm",
+                    $b,
+                    ", dword ptr [{x",
+                    $x,
+                    "} + {i} * 4]\n",
+                    "vfmadd231ps ymm",
+                    $a0,
+                    ", ymm12, ymm",
+                    $b,
+                    "\n",
+                    "vfmadd231ps ymm",
+                    $a1,
+                    ", ymm13, ymm",
+                    $b,
+                    "\n",
+                )
+            };
+        }
+        let [[a0, a1], [a2, a3], [a4, a5], [a6, a7], [a8, a9], [a10, a11]] = acc;
+        // SAFETY: `len` rows of 16 weights at `w` and `len` values at each `x[p]`, as the
+        // caller vouches; nothing is written but the accumulators.
+        unsafe {
+            std::arch::asm!(
+                "2:",
+                "vmovups ymm12, ymmword ptr [{w}]",
+                "vmovups ymm13, ymmword ptr [{w} + 32]",
+                pixel!("0", "14", "0", "1"),
+                pixel!("1", "15", "2", "3"),
+                pixel!("2", "14", "4", "5"),
+                pixel!("3", "15", "6", "7"),
+                pixel!("4", "14", "8", "9"),
+                pixel!("5", "15", "10", "11"),
+                "add {w}, 64",
+                "inc {i}",
+                "cmp {i}, {len}",
+                "jb 2b",
+                x0 = in(reg) x[0],
+                x1 = in(reg) x[1],
+                x2 = in(reg) x[2],
+                x3 = in(reg) x[3],
+                x4 = in(reg) x[4],
+                x5 = in(reg) x[5],
+                w = inout(reg) w => _,
+                i = inout(reg) 0usize => _,
+                len = in(reg) len,
+                inout("ymm0") *a0, inout("ymm1") *a1, inout("ymm2") *a2,
+                inout("ymm3") *a3, inout("ymm4") *a4, inout("ymm5") *a5,
+                inout("ymm6") *a6, inout("ymm7") *a7, inout("ymm8") *a8,
+                inout("ymm9") *a9, inout("ymm10") *a10, inout("ymm11") *a11,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                options(nostack, readonly),
+            )
+        }
     }
 }
 
@@ -602,6 +720,31 @@ mod tests {
                 assert_eq!(y, expected, "{isa:?} on {g:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_kernel_rows_taps_merge_into_one_run() {
+        // A 3x3 kernel over 3 channels on a 10-wide padded row: each kernel row's taps are
+        // 9 consecutive values; the rows are a padded row (30 values) apart.
+        let g = geometry([3, 8, 8, 16], [3, 3], [1, 1], [1, 1]);
+        let plan = Plan::new(&g, Isa::Scalar, &[0.0; 16 * 3 * 9]);
+        let run = |offset, k| Run { offset, k, len: 9 };
+        assert_eq!(plan.runs, [run(0, 0), run(30, 9), run(60, 18)]);
+        // Taps that do not touch stay apart.
+        let runs = Run::merge([0, 3, 10].into_iter(), 3);
+        let expected = [
+            Run {
+                offset: 0,
+                k: 0,
+                len: 6,
+            },
+            Run {
+                offset: 10,
+                k: 6,
+                len: 3,
+            },
+        ];
+        assert_eq!(runs, expected);
     }
 
     #[test]

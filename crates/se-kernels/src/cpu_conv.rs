@@ -93,7 +93,11 @@ impl ConvGeometry {
     }
 
     fn check(&self, x: Option<&[f32]>, weight: Option<&[f32]>, grad: Option<&[f32]>) {
-        assert!(self.groups > 0 && self.c_in % self.groups == 0 && self.c_out % self.groups == 0);
+        assert!(
+            self.groups > 0
+                && self.c_in.is_multiple_of(self.groups)
+                && self.c_out.is_multiple_of(self.groups)
+        );
         for (axis, input) in [self.h, self.w].into_iter().enumerate() {
             let span = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
             assert!(

@@ -197,7 +197,7 @@ pub fn moments_grad(x: &[f32], moments: &[f32], grad: &[f32], plane_len: usize) 
 
 fn check(x: &[f32], per_plane: &[&[f32]], plane_len: usize) {
     assert!(
-        plane_len > 0 && x.len() % plane_len == 0,
+        plane_len > 0 && x.len().is_multiple_of(plane_len),
         "x is not whole planes"
     );
     for values in per_plane {

@@ -245,7 +245,7 @@ mod tests {
             // images in parallel.
             ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
             ([many, 5, 17, 19], 9, 3, 2, 1, 1, 1),
-            // The channels-last kernel (forward; at least 1024 output pixels): stride 2 at
+            // The channels-last kernel (forward; at least 784 output pixels): stride 2 at
             // batch 1 split over units, a 7-wide plane with images in parallel and a channel
             // tail, a 7x7 stem, 16 input channels (the tiled transposes).
             ([1, 6, 64, 64], 20, 5, 2, 2, 1, 1),
