@@ -431,6 +431,10 @@ mod tests {
             // The channels-last kernel: stride 2 at batch 1, 7-wide planes in parallel.
             ([1, 6, 64, 64], 20, 5, 2, 2, 1),
             ([many.max(21), 4, 7, 7], 40, 3, 1, 1, 1),
+            // Fewer output channels than pixels at batch 1: without plane means, the GEMM
+            // split into bands of pixels (uneven here), 1x1 and im2col.
+            ([1, 24, 16, 16], 16, 1, 1, 0, 1),
+            ([1, 72, 24, 24], 16, 3, 2, 1, 1),
         ];
         let gates = [Gate::Sigmoid, Gate::HardSigmoid, Gate::Tanh, Gate::Relu];
         for (case, ([n, c, h, w], co, k, s, p, groups)) in cases.into_iter().enumerate() {
@@ -445,8 +449,13 @@ mod tests {
             let y = burn::tensor::module::conv2d(x.clone(), weight.clone(), None, options.clone());
             let residual = normal(y.dims());
             let excitation = random_excitation(co, gates[case % 4], case % 2 == 0, &device);
-            let parts = [(false, false), (true, true), (false, true)];
-            for (with_excitation, (with_residual, with_relu)) in [false, true]
+            // (residual, ReLU, plane means)
+            let parts = [
+                (false, false, true),
+                (true, true, false),
+                (false, true, false),
+            ];
+            for (with_excitation, (with_residual, with_relu, with_means)) in [false, true]
                 .into_iter()
                 .flat_map(|e| parts.map(|p| (e, p)))
             {
@@ -455,7 +464,7 @@ mod tests {
                     excitation: with_excitation.then(|| excitation.clone()),
                     residual: with_residual.then(|| residual.clone()),
                     relu: with_relu,
-                    plane_means: true,
+                    plane_means: with_means,
                 };
                 let (ours, means) =
                     conv2d_fused(x.clone(), weight.clone(), options.clone(), epilogue);
@@ -479,7 +488,10 @@ mod tests {
                     expected_means = plane_means(expected.clone());
                 }
                 assert_close(ours, expected);
-                assert_close(means.unwrap(), expected_means);
+                assert_eq!(means.is_some(), with_means);
+                if let Some(means) = means {
+                    assert_close(means, expected_means);
+                }
             }
         }
     }
