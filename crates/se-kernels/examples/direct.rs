@@ -71,18 +71,7 @@ fn main() {
         if !label.contains(&filter) {
             continue;
         }
-        let g = ConvGeometry {
-            n,
-            c_in: c,
-            h,
-            w: h,
-            c_out,
-            kernel: [k, k],
-            stride: [stride, stride],
-            padding: [k / 2, k / 2],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let g = ConvGeometry::same([n, c, h, h], c_out, k, stride);
         let [oh, ow] = g.output_size();
         let macs = n * c * c_out * k * k * oh * ow;
         let x: Vec<f32> = (0..n * c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();

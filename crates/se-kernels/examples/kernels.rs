@@ -121,18 +121,7 @@ fn kernel_parts() {
         ([8, 128, 28, 28], 128, 3, 1),
         ([8, 256, 28, 28], 1024, 1, 1),
     ] {
-        let g = ConvGeometry {
-            n,
-            c_in: c,
-            h,
-            w,
-            c_out: co,
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [k / 2, k / 2],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let g = ConvGeometry::same([n, c, h, w], co, k, s);
         let [oh, ow] = g.output_size();
         let x: Vec<f32> = (0..n * c * h * w).map(|i| (i % 7) as f32 * 0.1).collect();
         let wt: Vec<f32> = (0..co * c * k * k).map(|i| (i % 5) as f32 * 0.1).collect();

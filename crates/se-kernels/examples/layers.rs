@@ -59,18 +59,7 @@ fn main() {
         if only.is_some_and(|only| only != k) {
             continue;
         }
-        let g = ConvGeometry {
-            n,
-            c_in,
-            h: size,
-            w: size,
-            c_out,
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [k / 2, k / 2],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let g = ConvGeometry::same([n, c_in, size, size], c_out, k, s);
         let [oh, ow] = g.output_size();
         let x: Vec<f32> = (0..n * c_in * size * size)
             .map(|i| (i % 7) as f32 * 0.1)

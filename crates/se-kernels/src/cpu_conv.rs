@@ -57,6 +57,23 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// An ungrouped, undilated `kernel x kernel` convolution with stride `stride` and padding
+    /// `kernel / 2` (ResNets' "same" padding) on `[n, c_in, h, w]`.
+    pub fn same([n, c_in, h, w]: [usize; 4], c_out: usize, kernel: usize, stride: usize) -> Self {
+        Self {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            padding: [kernel / 2, kernel / 2],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
     /// Output height and width.
     pub fn output_size(&self) -> [usize; 2] {
         let size = |input: usize, axis: usize| {
@@ -975,7 +992,7 @@ fn gemm_columns<'d>(
         };
         // SAFETY: rows `0..rows` of columns `first..first + width` lie inside `dst` (row stride
         // `cols`); no other thread writes them, and nothing reads them until the join.
-        unsafe { gemm_raw(start.0.add(first), cols, a, b, false) }
+        unsafe { gemm_raw(start.0.add(first), [1, cols], a, b, false) }
     });
     // SAFETY: the bands cover every column of every row, each stored by a GEMM without
     // `accumulate`.
@@ -1007,31 +1024,30 @@ fn as_uninit(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 /// With `accumulate`, every value of `dst` must be initialised.
 unsafe fn gemm_one(dst: &mut [MaybeUninit<f32>], order: Order, a: Mat, b: Mat, accumulate: bool) {
     assert_eq!(dst.len(), a.rows * b.cols);
-    match order {
-        // SAFETY: `dst` holds the whole row-major product; the caller vouches for `accumulate`.
-        Order::RowMajor => unsafe { gemm_raw(dst.as_mut_ptr(), b.cols, a, b, accumulate) },
-        // The transposed product `bᵀ × aᵀ`, row-major, is `a × b` column-major.
-        Order::ColMajor => unsafe {
-            gemm_raw(
-                dst.as_mut_ptr(),
-                a.rows,
-                b.transposed(),
-                a.transposed(),
-                accumulate,
-            )
-        },
-    }
+    let strides = match order {
+        Order::RowMajor => [1, b.cols],
+        Order::ColMajor => [a.rows, 1],
+    };
+    // SAFETY: `dst` holds the whole product in either order; the caller vouches for
+    // `accumulate`.
+    unsafe { gemm_raw(dst.as_mut_ptr(), strides, a, b, accumulate) }
 }
 
-/// One sequential GEMM into `a.rows` rows of `b.cols` values at `dst`, rows `dst_row` apart:
-/// `= a × b`, or `+= a × b` when `accumulate`.
+/// One sequential GEMM into the `a.rows x b.cols` matrix at `dst`, element `(r, c)` at
+/// `dst[c · col_stride + r · row_stride]` (`[col_stride, row_stride]`): `= a × b`, or
+/// `+= a × b` when `accumulate`.
 ///
 /// # Safety
-/// Those rows must be writable and written by no other thread meanwhile; with `accumulate`,
-/// initialised.
-unsafe fn gemm_raw(dst: *mut MaybeUninit<f32>, dst_row: usize, a: Mat, b: Mat, accumulate: bool) {
+/// Those elements must be writable and written by no other thread meanwhile; with
+/// `accumulate`, initialised.
+unsafe fn gemm_raw(
+    dst: *mut MaybeUninit<f32>,
+    [col_stride, row_stride]: [usize; 2],
+    a: Mat,
+    b: Mat,
+    accumulate: bool,
+) {
     assert_eq!(a.cols, b.rows);
-    assert!(b.cols <= dst_row || a.rows <= 1, "destination rows overlap");
     for m in [a, b] {
         if m.rows > 0 && m.cols > 0 {
             assert!((m.rows - 1) * m.row_stride + (m.cols - 1) * m.col_stride < m.data.len());
@@ -1047,8 +1063,8 @@ unsafe fn gemm_raw(dst: *mut MaybeUninit<f32>, dst_row: usize, a: Mat, b: Mat, a
             b.cols,
             a.cols,
             dst.cast::<f32>(),
-            1,
-            dst_row as isize,
+            col_stride as isize,
+            row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
