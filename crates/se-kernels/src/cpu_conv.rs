@@ -15,7 +15,7 @@
 //! GEMM is split across the threads instead (the GEMM in bands of output rows).
 //!
 //! Column matrices live in a per-thread buffer kept between calls; output buffers are allocated
-//! uninitialised and zeroed (or, by the GEMM, stored) chunk by chunk inside the parallel loops
+//! uninitialised and zeroed (or, by the GEMM and the direct kernel, stored) chunk by chunk inside the parallel loops
 //! that compute them, never in a pass of their own (see `cpu_planes::uninit`).
 
 use std::cell::RefCell;
@@ -278,13 +278,13 @@ fn convolve(
                     bands.map(move |(b, band)| (group, b, band))
                 })
                 .collect();
+            // No zeroing first: `direct::block` stores every value of its band.
             let channels = |(group, b, band): (usize, usize, &mut [MaybeUninit<f32>])| {
-                let band = zeroed(band);
                 let input = block(padded, group, padded.len() / g.groups);
                 let filters = band.len() / pixels;
                 let first = group * g.group_out() + b * direct::OUT_BLOCK;
                 let weights = &weight[first * g.col_rows()..][..filters * g.col_rows()];
-                with_buffer(&TILES, |tiles| {
+                let band = with_buffer(&TILES, |tiles| {
                     direct::block(isa, g, input, weights, band, tiles)
                 });
                 finish(group, b * direct::OUT_BLOCK, band);
@@ -293,7 +293,7 @@ fn convolve(
                 Split::Images => bands.into_iter().for_each(channels),
                 Split::Within(_) => bands.into_par_iter().for_each(channels),
             }
-            // SAFETY: every band of `y` went through `zeroed`.
+            // SAFETY: every band of `y` went through `direct::block`, which stores every value.
             return unsafe { assume_init_mut(y) };
         }
         if let Some(plan) = &plan {

@@ -26,11 +26,13 @@
 //! zero-bordered copy costs one pass over the input per layer (1/9 of im2col's), keeps NCHW
 //! between layers and shares the epilogue with the GEMM path.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::cpu_conv::ConvGeometry;
+use super::cpu_planes::assume_init_mut;
 use crate::simd::{Scalar, Simd};
 
 /// Output channels per block: one task, one output band.
@@ -252,17 +254,18 @@ pub(crate) fn border(
 }
 
 /// Output channels `b · OUT_BLOCK..` of one group of one image (`out`: those channels' `[H, W]`
-/// planes, fewer than `OUT_BLOCK` in a group's last block), from the group's [`border`]ed input
-/// and those channels' filters (`weight`: their rows of `[c_out, c_in / groups, 3, 3]`), on
-/// `isa` (one this CPU runs). `tiles` is scratch.
-pub(crate) fn block(
+/// planes, fewer than `OUT_BLOCK` in a group's last block; every value stored, so it needs no
+/// initialising, and returned initialised), from the group's [`border`]ed input and those
+/// channels' filters (`weight`: their rows of `[c_out, c_in / groups, 3, 3]`), on `isa` (one
+/// this CPU runs). `tiles` is scratch.
+pub(crate) fn block<'o>(
     isa: Isa,
     g: &ConvGeometry,
     padded: &[f32],
     weight: &[f32],
-    out: &mut [f32],
+    out: &'o mut [MaybeUninit<f32>],
     tiles: &mut Vec<f32>,
-) {
+) -> &'o mut [f32] {
     let layout = Layout::new(g, isa);
     let group_in = g.c_in / g.groups;
     // The assembly tile's loop over input channels runs at least once.
@@ -313,9 +316,15 @@ pub(crate) fn block(
         .zip(tiles[..len].chunks(layout.positions))
     {
         for (y, row) in plane.chunks_mut(columns).enumerate() {
-            row.copy_from_slice(&tile[y * layout.row..][..columns]);
+            let tile_row = &tile[y * layout.row..][..columns];
+            row.iter_mut().zip(tile_row).for_each(|(o, v)| {
+                o.write(*v);
+            });
         }
     }
+    // SAFETY: the loop above stored every value of every plane of `out` (`channels` planes
+    // of `rows` rows of `columns`, as asserted).
+    unsafe { assume_init_mut(out) }
 }
 
 /// Pointers into the buffers [`block`] checked.
@@ -688,7 +697,8 @@ mod tests {
             let pixels = g.output_size()[0] * g.output_size()[1];
             let (group_in, group_out) = (g.c_in / g.groups, g.c_out / g.groups);
             for &isa in Isa::available() {
-                let mut y = vec![f32::NAN; g.c_out * pixels];
+                // NaN: a value `block` failed to store would show.
+                let mut y = vec![MaybeUninit::new(f32::NAN); g.c_out * pixels];
                 for group in 0..g.groups {
                     let planes = &x[group * group_in * g.h * g.w..][..group_in * g.h * g.w];
                     border(isa, &g, planes, &mut padded, isa != Isa::Scalar);
@@ -701,6 +711,8 @@ mod tests {
                         block(isa, &g, &padded, w, out, &mut tiles);
                     }
                 }
+                // SAFETY: initialised with NaN above.
+                let y = unsafe { assume_init_mut(&mut y) };
                 assert_eq!(y, expected, "{isa:?} on {g:?}");
             }
         }
@@ -712,8 +724,8 @@ mod tests {
         let g = geometry(1, 8, 8, 8, 1);
         let mut padded = Vec::new();
         border(Isa::Scalar, &g, &vec![1.0; 64], &mut padded, true);
-        let mut y = vec![0.0; 8 * 64];
-        block(
+        let mut y = vec![MaybeUninit::uninit(); 8 * 64];
+        let y = block(
             Isa::Scalar,
             &g,
             &padded,
