@@ -15,8 +15,9 @@
 //! GEMM is split across the threads instead (the GEMM in bands of output rows).
 //!
 //! Column matrices live in a per-thread buffer kept between calls; output buffers are allocated
-//! uninitialised and zeroed (or, by the GEMM and the direct kernel, stored) chunk by chunk inside the parallel loops
-//! that compute them, never in a pass of their own (see `cpu_planes::uninit`).
+//! uninitialised and zeroed (or, by the GEMM and the direct kernel, stored) chunk by chunk
+//! inside the parallel loops that compute them, never in a pass of their own (see
+//! `cpu_planes::uninit`).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;

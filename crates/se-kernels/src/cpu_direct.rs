@@ -316,10 +316,9 @@ pub(crate) fn block<'o>(
         .zip(tiles[..len].chunks(layout.positions))
     {
         for (y, row) in plane.chunks_mut(columns).enumerate() {
-            let tile_row = &tile[y * layout.row..][..columns];
-            row.iter_mut().zip(tile_row).for_each(|(o, v)| {
+            for (o, v) in row.iter_mut().zip(&tile[y * layout.row..][..columns]) {
                 o.write(*v);
-            });
+            }
         }
     }
     // SAFETY: the loop above stored every value of every plane of `out` (`channels` planes
