@@ -267,10 +267,8 @@ fn convolve(
             }
         };
         if let Some(isa) = direct {
-            // Every group's input bordered at once, then each block of output channels of each
-            // group is one task: grouped layers at batch 1 spread over the threads too.
-            direct::border(isa, g, x, col, matches!(split, Split::Within(_)));
-            let padded = col.as_slice();
+            // Each block of output channels of each group is one task: grouped layers at
+            // batch 1 spread over the threads too.
             let bands: Vec<(usize, usize, &mut [MaybeUninit<f32>])> = y
                 .chunks_mut(g.group_out() * pixels)
                 .enumerate()
@@ -279,6 +277,13 @@ fn convolve(
                     bands.map(move |(b, band)| (group, b, band))
                 })
                 .collect();
+            let split = match split {
+                Split::Within(_) if bands.len() < direct::MIN_PARALLEL_BLOCKS => Split::Images,
+                split => split,
+            };
+            // Every group's input bordered at once.
+            direct::border(isa, g, x, col, matches!(split, Split::Within(_)));
+            let padded = col.as_slice();
             // No zeroing first: `direct::block` stores every value of its band.
             let channels = |(group, b, band): (usize, usize, &mut [MaybeUninit<f32>])| {
                 let input = block(padded, group, padded.len() / g.groups);
