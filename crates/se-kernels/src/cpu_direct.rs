@@ -39,11 +39,11 @@ use crate::simd::{Scalar, Simd};
 pub(crate) const OUT_BLOCK: usize = 8;
 
 /// Fewest blocks of output channels an image's layer is split over the threads with (where
-/// images run in turn, as at batch 1); fewer run on one thread. A block of SE-ResNet-20's first stage (16 channels of 32x32,
-/// two blocks) is ~25 µs of work, and waking a parked worker for the other one costs about
-/// as much: that layer ran 0.044–0.057 ms on one thread against 0.055–0.069 ms on two
-/// (2-core AVX-512 Xeon, `examples/direct`, three alternating runs), the layers of four
-/// blocks and more as fast or faster on two.
+/// images run in turn, as at batch 1); fewer run on one thread. A block of SE-ResNet-20's
+/// first stage (16 channels of 32x32, two blocks) is ~25 µs of work, and waking a parked
+/// worker for the other one costs about as much: that layer ran 0.044–0.057 ms on one thread
+/// against 0.055–0.069 ms on two (2-core AVX-512 Xeon, `examples/direct`, three alternating
+/// runs), the layers of four blocks and more as fast or faster on two.
 pub(crate) const MIN_PARALLEL_BLOCKS: usize = 3;
 
 /// The vector instructions the direct kernel runs with.
