@@ -12,9 +12,10 @@
 //! The register tile is `O` output channels by `V` vectors of positions: for each input
 //! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The
 //! plane's positions are rounded up to whole vectors, not whole tiles: the last tile of a plane
-//! is as many vectors as are left (an 8x8 plane is 72 positions, 80 computed rather than 96). The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each
-//! tile broadcasts from one row per output channel, `O` sequential streams (repacking them per
-//! call took 14% of an 8x8 64-channel layer at batch 1). The vector width and the tile are
+//! is as many vectors as are left (an 8x8 plane is 72 positions, 80 computed rather than 96).
+//! The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each tile broadcasts
+//! from one row per output channel, `O` sequential streams (repacking them per call took 14%
+//! of an 8x8 64-channel layer at batch 1). The vector width and the tile are
 //! chosen at run time ([`Isa`]): AVX-512 (16 lanes, 8 channels by 3 vectors: 24 accumulators of
 //! 32 registers), AVX2 + FMA (8 lanes, 4 channels by 3 vectors: 12 of 16, the other 4 for the
 //! loads and the broadcast; 8 channels by 1 vector ran 27% slower, two loads per FMA) or scalar
