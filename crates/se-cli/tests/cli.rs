@@ -612,6 +612,45 @@ fn bench_prints_one_json_line_per_measurement() {
     }
 }
 
+/// `se bench --alternate`: the models timed in turn, each row with its time over the first
+/// model's; fewer than two models is an error, not a panic.
+#[test]
+fn bench_alternates_models_and_compares_each_with_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--alternate",
+        "--json",
+        "-m",
+        "resnet20",
+        "se_resnet20",
+        "--batch",
+        "1",
+        "--repeat",
+        "3",
+    ];
+    let output = se(&args, dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, model) in rows.iter().zip(["resnet20", "se_resnet20"]) {
+        assert_eq!(row["model"], model);
+        assert_eq!(row["relative_to"], "resnet20");
+        assert!(row["time_ratio"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert_eq!(rows[0]["time_ratio"], 1.0, "the first against itself");
+
+    let output = se(&["bench", "--alternate", "-m", "resnet20"], dir.path());
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("two or more models"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// `se import` of a torchvision checkpoint whose archive lacks one tensor's record, or holds half
 /// of it: an error naming the tensor, the record and the byte counts, exit 1, nothing written.
 #[test]

@@ -47,6 +47,13 @@ pub struct BenchArgs {
     /// folding buys.
     #[arg(long)]
     pub unfolded: bool,
+    /// Time the models' inference pass by pass in turn, in one process (the models in order,
+    /// then in reverse: A B B A ...), not one model after the other: on a machine whose speed
+    /// drifts, each round's passes see the same conditions. Adds each model's time over the
+    /// first one's, the median of the rounds' ratios: list the plain twin first to read an SE
+    /// model's overhead (`-m resnet50 se_resnet50`).
+    #[arg(long)]
+    pub alternate: bool,
 }
 
 /// One measurement.
@@ -60,6 +67,9 @@ struct Measurement {
     params: usize,
     /// Multiply-adds of one image's forward pass.
     macs: u64,
+    /// With `--alternate`: the first model and this one's time over its, the median of the
+    /// rounds.
+    relative: Option<(String, f64)>,
 }
 
 impl Measurement {
@@ -68,7 +78,7 @@ impl Measurement {
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "framework": "burn",
             "backend": backend::NAME,
             "model": self.model,
@@ -80,7 +90,12 @@ impl Measurement {
             "params": self.params,
             "macs_per_image": self.macs,
             "peak_rss_mb": peak_rss_mb(),
-        })
+        });
+        if let Some((first, ratio)) = &self.relative {
+            json["relative_to"] = first.as_str().into();
+            json["time_ratio"] = (*ratio).into();
+        }
+        json
     }
 }
 
@@ -110,6 +125,43 @@ fn median_seconds(timing: Timing, mut step: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// Each step's median timing in seconds, and the median over the rounds of its time over the
+/// first step's, the steps timed in turn: each round runs them all, in order and in the next
+/// round in reverse, after one warm-up call each; `timing.repeat` rounds, or more until they
+/// add up to `timing.min_seconds` (at most 100,000).
+fn alternated_seconds(timing: Timing, steps: &mut [Box<dyn FnMut() + '_>]) -> Vec<(f64, f64)> {
+    steps.iter_mut().for_each(|step| step());
+    let mut rounds: Vec<Vec<f64>> = Vec::new();
+    let mut total = 0.0;
+    while rounds.len() < timing.repeat.max(1)
+        || (total < timing.min_seconds && rounds.len() < 100_000)
+    {
+        let mut round = vec![0.0; steps.len()];
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        if rounds.len() % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let start = Instant::now();
+            steps[i]();
+            round[i] = start.elapsed().as_secs_f64();
+        }
+        total += round.iter().sum::<f64>();
+        rounds.push(round);
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    (0..steps.len())
+        .map(|i| {
+            let times = rounds.iter().map(|round| round[i]).collect();
+            let ratios = rounds.iter().map(|round| round[i] / round[0]).collect();
+            (median(times), median(ratios))
+        })
+        .collect()
+}
+
 /// The peak resident memory of this process so far (Linux: `VmHWM`), in MiB.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -118,15 +170,14 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Eval-mode forward passes of a `[batch, C, size, size]` input, through the inference form
-/// unless `unfolded`; seconds per batch.
-fn time_inference(
+/// One eval-mode forward pass of a `[batch, C, size, size]` input per call, through the
+/// inference form unless `unfolded`.
+fn inference_step(
     config: &ResNetConfig,
     (batch, size): (usize, usize),
-    timing: Timing,
     unfolded: bool,
     device: &burn::tensor::Device<Backend>,
-) -> f64 {
+) -> impl FnMut() + use<> {
     let model = config.init::<Backend>(device);
     let model = if unfolded {
         model
@@ -138,9 +189,9 @@ fn time_inference(
         Distribution::Default,
         device,
     );
-    median_seconds(timing, || {
+    move || {
         let _ = model.forward(x.clone()).into_data();
-    })
+    }
 }
 
 /// Training steps (forward, cross-entropy, backward, SGD update); seconds per step.
@@ -177,6 +228,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         repeat: args.repeat,
         min_seconds: args.min_seconds,
     };
+    if args.alternate {
+        return run_alternated(args, timing, &device);
+    }
     if !args.json {
         println!(
             "| model | backend | input | infer b{} (img/s) | train b{} (img/s) | params |",
@@ -201,12 +255,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             median_ms: seconds * 1e3,
             params,
             macs: cost.macs,
+            relative: None,
         };
         let mut rows = Vec::new();
         if args.batch > 0 {
             let shape = (args.batch, size);
-            let seconds = time_inference(&config, shape, timing, args.unfolded, &device);
-            rows.push(measure("infer", args.batch, seconds));
+            let step = inference_step(&config, shape, args.unfolded, &device);
+            rows.push(measure("infer", args.batch, median_seconds(timing, step)));
         }
         if args.train_batch > 0 {
             let seconds = time_training(&config, args.train_batch, size, timing, &device);
@@ -230,6 +285,73 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 rate("infer"),
                 rate("train"),
                 params as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--alternate`: the models' inference timed pass by pass in turn.
+fn run_alternated(
+    args: &BenchArgs,
+    timing: Timing,
+    device: &burn::tensor::Device<Backend>,
+) -> Result<()> {
+    if args.model.len() < 2 || args.batch == 0 || args.train_batch > 0 {
+        anyhow::bail!(
+            "--alternate times the inference of two or more models (--batch > 0, no --train-batch)"
+        );
+    }
+    let mut rows = Vec::new();
+    let mut steps: Vec<Box<dyn FnMut()>> = Vec::new();
+    for name in &args.model {
+        let entry = se_models::lookup(name)?;
+        let size = args.input_size.unwrap_or(match entry.family {
+            Family::ImageNet => 224,
+            Family::Cifar => 32,
+        });
+        let config = (entry.config)().with_in_channels(args.in_channels);
+        let cost = config.total_complexity([size, size]);
+        let shape = (args.batch, size);
+        steps.push(Box::new(inference_step(
+            &config,
+            shape,
+            args.unfolded,
+            device,
+        )));
+        rows.push(Measurement {
+            model: entry.name.to_string(),
+            mode: "infer",
+            batch: args.batch,
+            input_size: size,
+            median_ms: 0.0,
+            params: cost.params,
+            macs: cost.macs,
+            relative: None,
+        });
+    }
+    let timings = alternated_seconds(timing, &mut steps);
+    Backend::sync(device)?;
+    let first = rows[0].model.clone();
+    if !args.json {
+        println!(
+            "| model | backend | input | infer b{} (img/s) | time / {first}'s (median of rounds) |",
+            args.batch
+        );
+        println!("|---|---|---|---|---|");
+    }
+    for (row, (seconds, ratio)) in rows.iter_mut().zip(timings) {
+        row.median_ms = seconds * 1e3;
+        row.relative = Some((first.clone(), ratio));
+        if args.json {
+            println!("{}", row.json());
+        } else {
+            let size = row.input_size;
+            println!(
+                "| {} | {} | {size}x{size} | {:.1} | ×{ratio:.3} |",
+                row.model,
+                backend::NAME,
+                row.images_per_second()
             );
         }
     }
@@ -264,5 +386,32 @@ mod tests {
         // Each sleep takes at least a millisecond: 20 timings reach 0.02 s.
         assert!((4..=21).contains(&calls), "{calls} calls");
         assert!(median >= 0.001, "{median}");
+    }
+
+    /// The steps run in turn, in order and then in reverse, after one warm-up call each; a step
+    /// three times as slow as the first reads about three times its time.
+    #[test]
+    fn alternated_steps_run_in_turn_and_compare_with_the_first() {
+        let calls = std::cell::RefCell::new(Vec::new());
+        let step = |index: usize, millis: u64| {
+            let calls = &calls;
+            Box::new(move || {
+                calls.borrow_mut().push(index);
+                std::thread::sleep(Duration::from_millis(millis));
+            }) as Box<dyn FnMut()>
+        };
+        let timing = Timing {
+            repeat: 3,
+            min_seconds: 0.0,
+        };
+        let mut steps = vec![step(0, 2), step(1, 6)];
+        let timings = alternated_seconds(timing, &mut steps);
+        drop(steps);
+        assert_eq!(calls.into_inner(), [0, 1, 0, 1, 1, 0, 0, 1]);
+        assert_eq!(timings.len(), 2);
+        assert_eq!(timings[0].1, 1.0, "the first against itself");
+        assert!(timings[1].0 >= 0.006, "{timings:?}");
+        // 3 without the sleeps' overshoot (up to ~2 ms on a loaded machine).
+        assert!((1.5..=4.5).contains(&timings[1].1), "{timings:?}");
     }
 }
