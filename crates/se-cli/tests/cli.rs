@@ -574,32 +574,35 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// `se args` in `dir`, which must succeed, its standard output read as one JSON value a line.
+fn json_lines(args: &[&str], dir: &Path) -> Vec<serde_json::Value> {
+    let output = se(args, dir);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// `se bench --json`: one line per measurement, in the format `cargo xtask bench` reads.
 #[test]
 fn bench_prints_one_json_line_per_measurement() {
     let dir = tempfile::tempdir().unwrap();
-    let output = se(
-        &[
-            "bench",
-            "--json",
-            "-m",
-            "se_resnet20",
-            "--batch",
-            "2",
-            "--train-batch",
-            "2",
-            "--repeat",
-            "1",
-        ],
-        dir.path(),
-    );
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    let args = [
+        "bench",
+        "--json",
+        "-m",
+        "se_resnet20",
+        "--batch",
+        "2",
+        "--train-batch",
+        "2",
+        "--repeat",
+        "1",
+    ];
+    let rows = json_lines(&args, dir.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
     for (row, mode) in rows.iter().zip(["infer", "train"]) {
         assert_eq!(row["mode"], mode);
         assert_eq!(row["model"], "se_resnet20");
@@ -629,14 +632,8 @@ fn bench_alternates_models_and_compares_each_with_the_first() {
         "--repeat",
         "3",
     ];
-    let output = se(&args, dir.path());
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    let rows = json_lines(&args, dir.path());
+    assert_eq!(rows.len(), 2, "{rows:?}");
     for (row, model) in rows.iter().zip(["resnet20", "se_resnet20"]) {
         assert_eq!(row["model"], model);
         assert_eq!(row["relative_to"], "resnet20");

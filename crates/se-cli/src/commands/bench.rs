@@ -239,23 +239,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("|---|---|---|---|---|---|");
     }
     for name in &args.model {
-        let entry = se_models::lookup(name)?;
-        let size = args.input_size.unwrap_or(match entry.family {
-            Family::ImageNet => 224,
-            Family::Cifar => 32,
-        });
-        let config = (entry.config)().with_in_channels(args.in_channels);
-        let cost = config.total_complexity([size, size]);
-        let params = cost.params;
+        let (config, model) = prepare(args, name)?;
+        let size = model.input_size;
         let measure = |mode, batch, seconds: f64| Measurement {
-            model: entry.name.to_string(),
             mode,
             batch,
-            input_size: size,
             median_ms: seconds * 1e3,
-            params,
-            macs: cost.macs,
-            relative: None,
+            ..model.clone()
         };
         let mut rows = Vec::new();
         if args.batch > 0 {
@@ -280,15 +270,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             };
             println!(
                 "| {} | {} | {size}x{size} | {} | {} | {:.2}M |",
-                entry.name,
+                model.model,
                 backend::NAME,
                 rate("infer"),
                 rate("train"),
-                params as f64 / 1e6
+                model.params as f64 / 1e6
             );
         }
     }
     Ok(())
+}
+
+/// Registered model `name`'s configuration (with `--in-channels`), and its inference row at
+/// `--batch`, untimed: its input side (`--input-size`, else its family's), size and cost.
+fn prepare(args: &BenchArgs, name: &str) -> Result<(ResNetConfig, Measurement)> {
+    let entry = se_models::lookup(name)?;
+    let input_size = args.input_size.unwrap_or(match entry.family {
+        Family::ImageNet => 224,
+        Family::Cifar => 32,
+    });
+    let config = (entry.config)().with_in_channels(args.in_channels);
+    let cost = config.total_complexity([input_size, input_size]);
+    let row = Measurement {
+        model: entry.name.to_string(),
+        mode: "infer",
+        batch: args.batch,
+        input_size,
+        median_ms: 0.0,
+        params: cost.params,
+        macs: cost.macs,
+        relative: None,
+    };
+    Ok((config, row))
 }
 
 /// `--alternate`: the models' inference timed pass by pass in turn.
@@ -305,30 +318,15 @@ fn run_alternated(
     let mut rows = Vec::new();
     let mut steps: Vec<Box<dyn FnMut()>> = Vec::new();
     for name in &args.model {
-        let entry = se_models::lookup(name)?;
-        let size = args.input_size.unwrap_or(match entry.family {
-            Family::ImageNet => 224,
-            Family::Cifar => 32,
-        });
-        let config = (entry.config)().with_in_channels(args.in_channels);
-        let cost = config.total_complexity([size, size]);
-        let shape = (args.batch, size);
+        let (config, row) = prepare(args, name)?;
+        let shape = (args.batch, row.input_size);
         steps.push(Box::new(inference_step(
             &config,
             shape,
             args.unfolded,
             device,
         )));
-        rows.push(Measurement {
-            model: entry.name.to_string(),
-            mode: "infer",
-            batch: args.batch,
-            input_size: size,
-            median_ms: 0.0,
-            params: cost.params,
-            macs: cost.macs,
-            relative: None,
-        });
+        rows.push(row);
     }
     let timings = alternated_seconds(timing, &mut steps);
     Backend::sync(device)?;
