@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use super::cpu_channels_last::{self as channels_last, Plan};
 use super::cpu_direct::{self as direct, Isa};
 use super::cpu_planes::{assume_init, assume_init_mut, min_planes, uninit, zeroed};
+use super::simd::widest;
 use crate::CpuExcitation;
 
 /// Geometry of one 2-D convolution, NCHW input `[n, c_in, h, w]`, weight
@@ -413,31 +414,36 @@ fn scale_planes(
 /// `plane = relu(plane · scale + bias + residual)` in place: a convolution's epilogue (a scale
 /// of 1) or an SE block's scaling (a bias of 0), as `v · scale + (bias + residual)`, so that
 /// either rounds as its own form would (`· 1` and `0 +` are exact). One loop for each case, the
-/// ReLU in the same pass: in a loop of its own over the plane (in L1) it cost SE-ResNet-20 and
-/// ResNet-20 ~1.5% of their inference time (docs/benchmarks.md, session 20).
+/// ReLU in the same pass (in a loop of its own it cost SE-ResNet-20 and ResNet-20 ~1.5% of
+/// their inference time), compiled for the widest ISA (the baseline's 4 lanes cost them ~2%;
+/// docs/benchmarks.md, session 20).
 fn finish_plane(plane: &mut [f32], scale: f32, bias: f32, residual: Option<&[f32]>, relu: bool) {
-    let values = plane.iter_mut();
-    match (residual, relu) {
-        (Some(residual), true) => values
-            .zip(residual)
-            .for_each(|(v, r)| *v = (*v * scale + (bias + r)).max(0.0)),
-        (Some(residual), false) => values
-            .zip(residual)
-            .for_each(|(v, r)| *v = *v * scale + (bias + r)),
-        (None, true) => values.for_each(|v| *v = (*v * scale + bias).max(0.0)),
-        (None, false) => values.for_each(|v| *v = *v * scale + bias),
-    }
+    widest(|| {
+        let values = plane.iter_mut();
+        match (residual, relu) {
+            (Some(residual), true) => values
+                .zip(residual)
+                .for_each(|(v, r)| *v = (*v * scale + (bias + r)).max(0.0)),
+            (Some(residual), false) => values
+                .zip(residual)
+                .for_each(|(v, r)| *v = *v * scale + (bias + r)),
+            (None, true) => values.for_each(|v| *v = (*v * scale + bias).max(0.0)),
+            (None, false) => values.for_each(|v| *v = *v * scale + bias),
+        }
+    })
 }
 
-/// The mean of `values`, summed in eight lanes so that the loop vectorises.
+/// The mean of `values`, summed in eight lanes so that the loop vectorises (on the widest ISA).
 fn mean(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
-    }
-    (lanes.iter().sum::<f32>() + tail) / values.len() as f32
+    widest(|| {
+        let mut lanes = [0.0f32; 8];
+        let chunks = values.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for chunk in chunks {
+            lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
+        }
+        (lanes.iter().sum::<f32>() + tail) / values.len() as f32
+    })
 }
 
 /// The gradient of the input, `[n, c_in, h, w]`, given the output's gradient `dy`.

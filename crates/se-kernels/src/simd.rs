@@ -1,6 +1,26 @@
 //! The vector operations the direct kernels are written in, for each x86 vector width and for
 //! plain scalar code: one `#[inline(always)]` generic kernel per layout, compiled for each by a
-//! `#[target_feature]` entry point in its module.
+//! `#[target_feature]` entry point in its module. Plain loops elsewhere (a convolution's
+//! epilogue) get the same widths through [`widest`].
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu_direct::Isa;
+
+/// `f()` compiled for the widest vector ISA the kernels run on (`Isa::selected`, which
+/// `SE_KERNELS_ISA` can narrow): plain loops in `f` (a plane's epilogue, a sum) vectorise 16 or
+/// 8 lanes wide there instead of the 4 of the baseline x86-64 target. `f` is inlined into a
+/// `#[target_feature]` entry point.
+#[inline(always)]
+pub(crate) fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::selected() {
+        // SAFETY: `Isa::selected` is an ISA this CPU runs.
+        Isa::Avx512 => return unsafe { x86::with_avx512(f) },
+        Isa::Avx2 => return unsafe { x86::with_avx2(f) },
+        Isa::Scalar => {}
+    }
+    f()
+}
 
 /// The vector operations the kernels need.
 pub(crate) trait Simd {
@@ -49,6 +69,18 @@ pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use super::Simd;
+
+    /// `f()` with AVX-512F enabled (see [`super::widest`]).
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// `f()` with AVX2 and FMA enabled (see [`super::widest`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
 
     pub(crate) struct Avx512;
 
