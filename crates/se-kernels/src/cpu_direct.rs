@@ -44,7 +44,9 @@ pub(crate) const OUT_BLOCK: usize = 8;
 /// first stage (16 channels of 32x32, two blocks) is ~25 µs of work, and waking a parked
 /// worker for the other one costs about as much: that layer ran 0.044–0.057 ms on one thread
 /// against 0.055–0.069 ms on two (2-core AVX-512 Xeon, `examples/direct`, three alternating
-/// runs), the layers of four blocks and more as fast or faster on two.
+/// runs), the layers of four blocks and more as fast or faster on two. Re-measured pass by
+/// pass (session 20, SE-ResNet-20 / ResNet-20 at batch 1 against 3): 2 ×1.027 / ×1.013,
+/// 5 ×1.032 / ×1.032, 9 ×1.105 / ×1.090.
 pub(crate) const MIN_PARALLEL_BLOCKS: usize = 3;
 
 /// The vector instructions the direct kernel runs with.
