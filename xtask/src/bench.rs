@@ -15,7 +15,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [--vs-onnxruntime] \
-[--models a,b,..] [--repeat N] [--min-seconds S] [--rounds N] [--python PATH] [--out DIR]
+[--models a,b,..] [--repeat N] [--min-seconds S] [--rounds N] [--overhead-seconds S] [--python PATH] \
+[--out DIR]
 
   --vs-pytorch      PyTorch eager (train and infer) and channels-last + inference_mode (infer)
   --vs-onnxruntime  ONNX Runtime, the PyTorch model exported to ONNX, all graph optimisations,
@@ -30,6 +31,9 @@ pub const USAGE: &str = "usage: cargo xtask [--backend B] bench [--vs-pytorch] [
               fast steps, not their first few runs)
   --rounds    measurements per row, alternating Burn and PyTorch (median; default 3 with
               --vs-pytorch, else 1)
+  --overhead-seconds  SE's inference overhead: each SE model and its plain twin (both listed)
+              timed pass by pass in turn in one `se bench --alternate` process for at least
+              S seconds and 20 rounds (default 10; 0 skips it)
   --python    the python with torch, timm and onnxruntime (default: $SE_TORCH_PYTHON, else the
               venv made by bench/pytorch/setup.sh)
   --out       result folder (default: bench-results/<UTC time>)";
@@ -82,6 +86,7 @@ struct Options {
     repeat: usize,
     min_seconds: f64,
     rounds: usize,
+    overhead_seconds: f64,
     python: Option<PathBuf>,
     out: Option<PathBuf>,
 }
@@ -103,6 +108,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         repeat: 5,
         min_seconds: 1.0,
         rounds: 0,
+        overhead_seconds: 10.0,
         python: std::env::var_os("SE_TORCH_PYTHON").map(PathBuf::from),
         out: None,
     };
@@ -117,21 +123,21 @@ fn parse(args: &[String]) -> Result<Options, String> {
             text.parse::<usize>()
                 .map_err(|_| format!("{arg}: not a number: {text}"))
         };
+        let seconds = |text: String| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| format!("{arg}: not a number of seconds: {text}"))
+        };
         match arg.as_str() {
             "--vs-pytorch" => options.vs_pytorch = true,
             "--vs-onnxruntime" => options.vs_onnxruntime = true,
             "--models" => options.models = value()?.split(',').map(String::from).collect(),
             "--modes" => options.modes = value()?.split(',').map(String::from).collect(),
             "--repeat" => options.repeat = number(value()?)?,
-            "--min-seconds" => {
-                let text = value()?;
-                options.min_seconds = text
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| format!("{arg}: not a number of seconds: {text}"))?;
-            }
+            "--min-seconds" => options.min_seconds = seconds(value()?)?,
             "--rounds" => options.rounds = number(value()?)?,
+            "--overhead-seconds" => options.overhead_seconds = seconds(value()?)?,
             "--python" => options.python = Some(value()?.into()),
             "--out" => options.out = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -216,6 +222,42 @@ fn peer_command(
             format!("--repeat={}", options.repeat),
             format!("--min-seconds={}", options.min_seconds),
             format!("--threads={threads}"),
+        ]);
+    command
+}
+
+/// Each SE row with its plain twin's row (the model without `se_`, same mode and batch), where
+/// both are measured.
+fn se_twins(rows: &[Row]) -> Vec<(Row, Row)> {
+    rows.iter()
+        .filter_map(|row| {
+            let twin = Row {
+                model: row.model.strip_prefix("se_")?.to_string(),
+                ..row.clone()
+            };
+            rows.contains(&twin).then(|| (row.clone(), twin))
+        })
+        .collect()
+}
+
+/// `se bench --alternate` of a plain model and its SE twin: their inference timed pass by pass
+/// in turn, the SE model's line (the last) carrying its time over the plain one's.
+fn alternated_command(se: &Path, se_row: &Row, plain: &Row, options: &Options) -> Command {
+    let mut command = Command::new(se);
+    command
+        .args([
+            "bench",
+            "--json",
+            "--alternate",
+            "--model",
+            &plain.model,
+            &se_row.model,
+        ])
+        .args([
+            format!("--batch={}", se_row.batch),
+            format!("--input-size={}", se_row.input_size),
+            "--repeat=20".to_string(),
+            format!("--min-seconds={}", options.overhead_seconds),
         ]);
     command
 }
@@ -353,6 +395,22 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
             }
         }
     }
+    // SE's inference overhead read pass by pass: rows measured minutes apart differ by more
+    // than the few percent it is on this kind of machine.
+    let mut paired: BTreeMap<Row, Value> = BTreeMap::new();
+    if options.overhead_seconds > 0.0 {
+        for (se_row, plain) in se_twins(&rows) {
+            if se_row.mode != "infer" {
+                continue;
+            }
+            eprintln!(
+                "SE overhead: {} and {} b{}, pass by pass in turn",
+                se_row.model, plain.model, se_row.batch
+            );
+            let line = measure(alternated_command(se, &se_row, &plain, &options))?;
+            paired.insert(se_row, line);
+        }
+    }
     if let Some(python) = &python {
         peaks.push(gemm_peak(python, &script)?);
     }
@@ -427,33 +485,42 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         }
     }
 
-    // SE overhead: each SE model against its plain twin measured in the same run.
+    // SE overhead: each SE model against its plain twin, paired pass by pass where it was.
     let mut overhead = String::from(
-        "| SE model vs plain | mode | batch | Burn time ratio | SE share of Burn time | PyTorch time ratio |\n\
-         |---|---|---|---|---|---|\n",
+        "| SE model vs plain | mode | batch | Burn time ratio | SE share of Burn time | measured | PyTorch time ratio |\n\
+         |---|---|---|---|---|---|---|\n",
     );
-    let mut overhead_rows = 0;
-    for row in rows.iter().filter(|row| row.model.starts_with("se_")) {
-        let twin = Row {
-            model: row.model["se_".len()..].to_string(),
-            ..row.clone()
+    let mut overhead_rows = Vec::new();
+    for (row, twin) in se_twins(&rows) {
+        let paired_ratio = paired
+            .get(&row)
+            .and_then(|line| line["time_ratio"].as_f64());
+        let (ratio, how) = match paired_ratio {
+            Some(ratio) => (ratio, "pass by pass in turn"),
+            None => {
+                let (Some(se), Some(plain)) = (summary(&row, "burn"), summary(&twin, "burn"))
+                else {
+                    continue;
+                };
+                (plain.0 / se.0, "separate runs")
+            }
         };
-        let (Some(se), Some(plain)) = (summary(row, "burn"), summary(&twin, "burn")) else {
-            continue;
-        };
-        let torch_ratio = summary(row, "pytorch")
+        let torch_ratio = summary(&row, "pytorch")
             .zip(summary(&twin, "pytorch"))
-            .map_or("-".into(), |(se, plain)| format!("×{:.3}", plain.0 / se.0));
+            .map(|(se, plain)| plain.0 / se.0);
         overhead += &format!(
-            "| {} vs {} | {} | {} | ×{:.3} | {:.1}% | {torch_ratio} |\n",
+            "| {} vs {} | {} | {} | ×{ratio:.3} | {:.1}% | {how} | {} |\n",
             row.model,
             twin.model,
             row.mode,
             row.batch,
-            plain.0 / se.0,
-            100.0 * (1.0 - se.0 / plain.0),
+            100.0 * (1.0 - 1.0 / ratio),
+            torch_ratio.map_or("-".into(), |r| format!("×{r:.3}")),
         );
-        overhead_rows += 1;
+        overhead_rows.push(json!({
+            "model": row.model, "plain": twin.model, "mode": row.mode, "batch": row.batch,
+            "burn_time_ratio": ratio, "measured": how, "pytorch_time_ratio": torch_ratio,
+        }));
     }
 
     let command = format!("cargo xtask --backend {backend} bench {}", args.join(" "));
@@ -483,8 +550,13 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         options.min_seconds,
         options.rounds,
     );
-    if overhead_rows > 0 {
-        markdown += &format!("\n{overhead}");
+    if !overhead_rows.is_empty() {
+        markdown += &format!(
+            "\nSE overhead (time over the plain twin's; in inference, unless `--overhead-seconds 0`, \
+             the two timed pass by pass in turn in one `se bench --alternate` process, at least 20 \
+             rounds and {} s, median of the rounds' ratios):\n\n{overhead}",
+            options.overhead_seconds
+        );
     }
     let out = options
         .out
@@ -496,7 +568,10 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         "peers": backends, "gemm_peak_gflops": peak, "repeat": options.repeat,
         "min_seconds": options.min_seconds,
         "rounds": options.rounds,
+        "overhead_seconds": options.overhead_seconds,
         "results": results,
+        "se_overhead": overhead_rows,
+        "se_overhead_raw": paired.values().collect::<Vec<_>>(),
         "raw": raw.iter().map(|((_, _), runs)| runs.clone()).collect::<Vec<_>>(),
     });
     for (name, text) in [
@@ -552,5 +627,47 @@ mod tests {
                 ("resnet50", 224, "train", 16),
             ]
         );
+    }
+
+    #[test]
+    fn se_rows_pair_with_their_plain_twins_only_where_both_are_measured() {
+        let rows = plan(&[
+            "resnet20".into(),
+            "se_resnet20".into(),
+            "se_resnet50".into(),
+        ]);
+        let twins = se_twins(&rows);
+        let pairs: Vec<_> = twins
+            .iter()
+            .map(|(se, plain)| (se.model.as_str(), plain.model.as_str(), se.mode, se.batch))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("se_resnet20", "resnet20", "infer", 1),
+                ("se_resnet20", "resnet20", "infer", 32),
+                ("se_resnet20", "resnet20", "train", 128),
+            ]
+        );
+        let options = parse(&["--overhead-seconds".into(), "4".into()]).unwrap();
+        let (se_row, plain) = &twins[1];
+        let command = alternated_command(Path::new("se"), se_row, plain, &options);
+        let args: Vec<_> = command.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "bench",
+                "--json",
+                "--alternate",
+                "--model",
+                "resnet20",
+                "se_resnet20",
+                "--batch=32",
+                "--input-size=32",
+                "--repeat=20",
+                "--min-seconds=4",
+            ]
+        );
+        assert!(parse(&["--overhead-seconds".into(), "-1".into()]).is_err());
     }
 }
