@@ -169,6 +169,15 @@ pub(crate) fn splits_within(images: usize) -> bool {
     threads > 1 && images < 2 * threads
 }
 
+/// Largest input image (values) whose direct-kernel layer, where the work within an image is
+/// split over the threads (batch 1), has every thread border the whole input for itself and go
+/// on to its blocks: the one join between a shared border and the blocks cost ResNet-20 and
+/// SE-ResNet-20 at batch 1 ~12% of their inference (with the copies: ×0.87–0.90, 1,373–1,471 of
+/// 1,500 passes faster, measured pass by pass with a toggle), where a second copy of 64 KB is
+/// a few microseconds. 32K values hold each of their layers (16 x 32², 32 x 16², 64 x 8²);
+/// SE-ResNet-50's (from 256 x 14²) gained nothing from it at batch 1 (×0.999, ×0.998).
+const OWN_BORDER_MAX: usize = 32 * 1024;
+
 /// `y = conv(x, weight)` without bias, `[n, c_out, oh, ow]` row-major.
 pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     convolve(geometry, x, weight, None)
@@ -283,23 +292,43 @@ fn convolve(
                 Split::Within(_) if bands.len() < direct::MIN_PARALLEL_BLOCKS => Split::Images,
                 split => split,
             };
-            // Every group's input bordered at once.
-            direct::border(isa, g, x, col, matches!(split, Split::Within(_)));
-            let padded = col.as_slice();
             // No zeroing first: `direct::block` stores every value of its band.
-            let channels = |(group, b, band): (usize, usize, &mut [MaybeUninit<f32>])| {
-                let input = block(padded, group, padded.len() / g.groups);
-                let filters = band.len() / pixels;
-                let first = group * g.group_out() + b * direct::OUT_BLOCK;
-                let weights = &weight[first * g.col_rows()..][..filters * g.col_rows()];
-                let band = with_buffer(&TILES, |tiles| {
-                    direct::block(isa, g, input, weights, band, tiles)
-                });
-                finish(group, b * direct::OUT_BLOCK, band);
-            };
+            let channels =
+                |padded: &[f32], (group, b, band): (usize, usize, &mut [MaybeUninit<f32>])| {
+                    let input = block(padded, group, padded.len() / g.groups);
+                    let filters = band.len() / pixels;
+                    let first = group * g.group_out() + b * direct::OUT_BLOCK;
+                    let weights = &weight[first * g.col_rows()..][..filters * g.col_rows()];
+                    let band = with_buffer(&TILES, |tiles| {
+                        direct::block(isa, g, input, weights, band, tiles)
+                    });
+                    finish(group, b * direct::OUT_BLOCK, band);
+                };
             match split {
-                Split::Images => bands.into_iter().for_each(channels),
-                Split::Within(_) => bands.into_par_iter().for_each(channels),
+                Split::Images => {
+                    direct::border(isa, g, x, col, false);
+                    bands.into_iter().for_each(|band| channels(col, band));
+                }
+                // A small input: each thread borders all of it into its own buffer and goes
+                // on to its share of the blocks, one parallel region per layer rather than two
+                // (see `OWN_BORDER_MAX`).
+                Split::Within(threads) if x.len() <= OWN_BORDER_MAX => {
+                    let per_thread = bands.len().div_ceil(threads);
+                    bands.into_par_iter().chunks(per_thread).for_each(|bands| {
+                        with_buffer(&PADDED, |padded| {
+                            direct::border(isa, g, x, padded, false);
+                            bands.into_iter().for_each(|band| channels(padded, band));
+                        })
+                    });
+                }
+                // Every group's input bordered at once, across the threads.
+                Split::Within(_) => {
+                    direct::border(isa, g, x, col, true);
+                    let padded = col.as_slice();
+                    bands
+                        .into_par_iter()
+                        .for_each(|band| channels(padded, band));
+                }
             }
             // SAFETY: every band of `y` went through `direct::block`, which stores every value.
             return unsafe { assume_init_mut(y) };
@@ -656,6 +685,8 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's buffer for the direct kernel's output tiles, likewise.
     static TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's own bordered copy of a small layer's input, likewise.
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Each thread's blocked output buffer of the channels-last kernel, likewise.
     static BLOCKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
