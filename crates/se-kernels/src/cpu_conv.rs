@@ -287,7 +287,7 @@ fn convolve(
                     bands.map(move |(b, band)| (group, b, band))
                 })
                 .collect();
-            // Too few blocks to pay for waking another thread: the image's layer on this one.
+            // One block: the image's layer on this thread.
             let split = match split {
                 Split::Within(_) if bands.len() < direct::MIN_PARALLEL_BLOCKS => Split::Images,
                 split => split,

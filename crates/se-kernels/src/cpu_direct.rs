@@ -40,14 +40,14 @@ use crate::simd::{Scalar, Simd};
 pub(crate) const OUT_BLOCK: usize = 8;
 
 /// Fewest blocks of output channels an image's layer is split over the threads with (where
-/// images run in turn, as at batch 1); fewer run on one thread. A block of SE-ResNet-20's
-/// first stage (16 channels of 32x32, two blocks) is ~25 µs of work, and waking a parked
-/// worker for the other one costs about as much: that layer ran 0.044–0.057 ms on one thread
-/// against 0.055–0.069 ms on two (2-core AVX-512 Xeon, `examples/direct`, three alternating
-/// runs), the layers of four blocks and more as fast or faster on two. Re-measured pass by
-/// pass (session 20, SE-ResNet-20 / ResNet-20 at batch 1 against 3): 2 ×1.027 / ×1.013,
-/// 5 ×1.032 / ×1.032, 9 ×1.105 / ×1.090.
-pub(crate) const MIN_PARALLEL_BLOCKS: usize = 3;
+/// images run in turn, as at batch 1); a layer of one block runs on one thread. Sessions 19–20
+/// measured 3 best (a block of SE-ResNet-20's first stage, 16 channels of 32x32, is ~25 µs of
+/// work, about what a parked worker took to wake, and the layer had two joins: the border,
+/// then the blocks). Since each thread borders a small input for itself (one join per layer,
+/// `cpu_conv::OWN_BORDER_MAX`), splitting those two-block layers pays: 2 against 3, pass by
+/// pass with a toggle, SE-ResNet-20 at batch 1 ×0.920, ×0.893, ResNet-20 ×0.856, ×0.858
+/// (1,262–1,478 of 1,500 passes faster).
+pub(crate) const MIN_PARALLEL_BLOCKS: usize = 2;
 
 /// The vector instructions the direct kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

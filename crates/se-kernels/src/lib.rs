@@ -236,13 +236,14 @@ mod tests {
             // The direct 3x3 kernel (forward and input gradient): batch 1 split over channel
             // blocks with a block tail (26 channels; each thread borders the small input for
             // itself), the same past `OWN_BORDER_MAX` (one border shared by the threads),
-            // batch 1 on one thread (10 channels, two blocks), grouped with images in
-            // parallel, grouped at batch 1 with more outputs than inputs per group, a 15-wide
-            // plane (a tile of fewer vectors at its end) with images in parallel and a channel
-            // tail.
+            // batch 1 in two blocks, the second of two channels, batch 1 on one thread (one
+            // block), grouped with images in parallel, grouped at batch 1 with more outputs
+            // than inputs per group, a 15-wide plane (a tile of fewer vectors at its end) with
+            // images in parallel and a channel tail.
             ([1, 8, 9, 17], 26, 3, 1, 1, 1, 1),
             ([1, 9, 64, 64], 26, 3, 1, 1, 1, 1),
             ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
+            ([1, 8, 9, 17], 8, 3, 1, 1, 1, 1),
             ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
             ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
