@@ -551,12 +551,15 @@ pub fn run(se: &Path, backend: &str, args: &[String]) -> Result<(), String> {
         options.rounds,
     );
     if !overhead_rows.is_empty() {
-        markdown += &format!(
-            "\nSE overhead (time over the plain twin's; in inference, unless `--overhead-seconds 0`, \
-             the two timed pass by pass in turn in one `se bench --alternate` process, at least 20 \
-             rounds and {} s, median of the rounds' ratios):\n\n{overhead}",
-            options.overhead_seconds
-        );
+        let paired = match options.overhead_seconds > 0.0 {
+            true => format!(
+                "in inference the two timed pass by pass in turn in one `se bench --alternate` \
+                 process, at least 20 rounds and {} s, median of the rounds' ratios",
+                options.overhead_seconds
+            ),
+            false => "each from its own rows' medians".to_string(),
+        };
+        markdown += &format!("\nSE overhead (time over the plain twin's; {paired}):\n\n{overhead}");
     }
     let out = options
         .out
