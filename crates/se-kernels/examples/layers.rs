@@ -79,6 +79,7 @@ fn main() {
             residual: None,
             relu: true,
             plane_means: false,
+            input_means: None,
         };
         let ms = median_ms(|| {
             call += 1;

@@ -32,6 +32,7 @@ impl Kernels for Flex {
         let primitive = |t: Tensor<Flex, 1>| t.into_primitive().tensor().to_contiguous();
         let bias = primitive(epilogue.bias.clone());
         let residual = (epilogue.residual.clone()).map(|r| r.into_primitive().tensor());
+        let input_means = (epilogue.input_means.clone()).map(|m| m.into_primitive().tensor());
         let excitation = epilogue.excitation.clone().map(|e| {
             let [reduce, expand] = [e.reduce, e.expand].map(|w| w.into_primitive().tensor());
             let biases = [e.reduce_bias, e.expand_bias].map(|b| b.map(primitive));
@@ -44,6 +45,7 @@ impl Kernels for Flex {
         });
         let mut floats = vec![&x, &weight, &bias];
         floats.extend(&residual);
+        floats.extend(&input_means);
         if let Some((reduce, expand, biases, _)) = &excitation {
             floats.extend([reduce, expand]);
             floats.extend(biases.iter().flatten());
@@ -53,6 +55,7 @@ impl Kernels for Flex {
         }
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let residual = residual.map(|r| r.to_contiguous());
+        let input_means = input_means.map(|m| m.to_contiguous());
         let g = geometry(&x, &weight, &options);
         let epilogue = cpu::Epilogue {
             bias: bias.storage(),
@@ -68,6 +71,7 @@ impl Kernels for Flex {
             residual: residual.as_ref().map(|r| r.storage()),
             relu: epilogue.relu,
             plane_means: epilogue.plane_means,
+            input_means: input_means.as_ref().map(|m| m.storage()),
         };
         let (y, plane_means) = cpu::forward_fused(&g, x.storage(), weight.storage(), epilogue);
         let [oh, ow] = g.output_size();

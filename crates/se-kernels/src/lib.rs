@@ -155,6 +155,12 @@ pub struct ConvEpilogue<B: Backend> {
     /// Also return the mean of every output plane, `[N, C_out]` (an SE module's squeeze); with
     /// an excitation, of the planes it scaled.
     pub plane_means: bool,
+    /// The mean of every input plane, `[N, C_in]`, if the layer before took them (its
+    /// `plane_means`). For a 1x1 convolution with an excitation (a bottleneck's last layer)
+    /// flex's kernel takes the output's means from them, `W · m + bias`, and so the channel
+    /// weights, before it convolves: the scaling, residual and ReLU ride on the epilogue
+    /// instead of a pass over each image afterwards. Elsewhere they are not read.
+    pub input_means: Option<Tensor<B, 2>>,
 }
 
 impl<B: Backend> ConvEpilogue<B> {
@@ -166,6 +172,7 @@ impl<B: Backend> ConvEpilogue<B> {
             residual: None,
             relu: false,
             plane_means: false,
+            input_means: None,
         }
     }
 }
@@ -441,6 +448,11 @@ mod tests {
             // split into bands of pixels (uneven here), 1x1 and im2col.
             ([1, 24, 16, 16], 16, 1, 1, 0, 1),
             ([1, 72, 24, 24], 16, 3, 2, 1, 1),
+            // 1x1 layers given their input's means: the excitation first in parallel (the
+            // 1x1 case at batch 1 above takes it too), and more inputs than pixels, where it
+            // stays after.
+            ([many, 8, 6, 6], 24, 1, 1, 0, 1),
+            ([1, 40, 5, 5], 24, 1, 1, 0, 1),
         ];
         let gates = [Gate::Sigmoid, Gate::HardSigmoid, Gate::Tanh, Gate::Relu];
         for (case, ([n, c, h, w], co, k, s, p, groups)) in cases.into_iter().enumerate() {
@@ -461,9 +473,15 @@ mod tests {
                 (true, true, false),
                 (false, true, false),
             ];
-            for (with_excitation, (with_residual, with_relu, with_means)) in [false, true]
-                .into_iter()
-                .flat_map(|e| parts.map(|p| (e, p)))
+            let plane_means = |y: Tensor<Flex, 4>| {
+                let [n, c, h, w] = y.dims();
+                y.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+            };
+            // Without an excitation, with one, and with one and the input's means (which a 1x1
+            // layer's kernel takes its output's means from; others do not read them).
+            let excitations = [(false, false), (true, false), (true, true)];
+            for ((with_excitation, with_input_means), (with_residual, with_relu, with_means)) in
+                excitations.into_iter().flat_map(|e| parts.map(|p| (e, p)))
             {
                 let epilogue = ConvEpilogue {
                     bias: bias.clone(),
@@ -471,13 +489,10 @@ mod tests {
                     residual: with_residual.then(|| residual.clone()),
                     relu: with_relu,
                     plane_means: with_means,
+                    input_means: with_input_means.then(|| plane_means(x.clone())),
                 };
                 let (ours, means) =
                     conv2d_fused(x.clone(), weight.clone(), options.clone(), epilogue);
-                let plane_means = |y: Tensor<Flex, 4>| {
-                    let [n, c, h, w] = y.dims();
-                    y.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
-                };
                 let mut expected = y.clone() + bias.clone().reshape([1, co, 1, 1]);
                 let mut expected_means = plane_means(expected.clone());
                 if with_excitation {
@@ -545,6 +560,7 @@ mod tests {
                 residual: Some(Tensor::from_data(residual.clone(), &device)),
                 relu: true,
                 plane_means: false,
+                input_means: None,
             };
             let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
             let x = Tensor::<B, 4>::from_data(x.clone(), &device);

@@ -6,7 +6,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::conv::{Downsample, batch_norm, conv, conv_norm};
+use super::conv::{Downsample, batch_norm, conv, conv_norm_means};
 use super::{
     BlockAttentionConfig, SePlacement, build_attention, residual_forward, shared_complexity,
 };
@@ -116,7 +116,7 @@ impl<B: Backend> BasicBlock<B> {
 
     /// [`forward`](Self::forward), showing the SE module's channel weights to `hook`.
     pub fn forward_hooked(&self, x: Tensor<B, 4>, hook: Hook<'_, B>) -> Tensor<B, 4> {
-        let branch = |x| conv_norm(&self.conv1, &self.bn1, x, None, true);
+        let branch = |x, means| conv_norm_means(&self.conv1, &self.bn1, x, None, true, means);
         let (se, placement, last) = (&self.se, self.placement, (&self.conv2, &self.bn2));
         residual_forward(x, se, placement, &self.downsample, branch, last, hook)
     }

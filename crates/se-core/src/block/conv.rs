@@ -92,16 +92,31 @@ pub fn conv_norm<B: Backend>(
     residual: Option<Tensor<B, 4>>,
     relu: bool,
 ) -> Tensor<B, 4> {
+    conv_norm_means(conv, norm, x, residual, relu, false).0
+}
+
+/// [`conv_norm`], and with `means` and `norm` folded, the mean of every output plane `[N, C]`
+/// from the same pass (what the next layer, a bottleneck's 1x1, takes its SE weights from:
+/// see [`conv_excite_add_relu`]). `None` otherwise.
+pub(crate) fn conv_norm_means<B: Backend>(
+    conv: &Conv2d<B>,
+    norm: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+    relu: bool,
+    means: bool,
+) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
     if norm.folded {
         let epilogue = ConvEpilogue {
             residual,
             relu,
+            plane_means: means,
             ..folded_epilogue(conv)
         };
-        return conv_fused(conv, x, epilogue).0;
+        return conv_fused(conv, x, epilogue);
     }
     let y = conv_forward(conv, x);
-    norm.affine(y.clone()).apply_then(y, residual, relu)
+    (norm.affine(y.clone()).apply_then(y, residual, relu), None)
 }
 
 /// `conv(x)` with its folded BatchNorm's bias, and the mean of every output plane `[N, C]`
@@ -123,17 +138,20 @@ pub(crate) fn conv_with_plane_means<B: Backend>(
 
 /// `relu(se(conv(x)) + shortcut)` for `conv` with its BatchNorm folded in: the end of an SE
 /// block in one [`conv2d_fused`] call, whose kernel scales each image as soon as its
-/// convolution is done.
+/// convolution is done, or with `x`'s plane means `[N, C_in]` and a 1x1 `conv`, as it writes
+/// each band (the output's means follow from the input's; see `ConvEpilogue::input_means`).
 pub(crate) fn conv_excite_add_relu<B: Backend>(
     conv: &Conv2d<B>,
     se: &SqueezeExcitation<B>,
     x: Tensor<B, 4>,
+    input_means: Option<Tensor<B, 2>>,
     shortcut: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
     let epilogue = ConvEpilogue {
         excitation: Some(se.kernel_excitation()),
         residual: Some(shortcut),
         relu: true,
+        input_means,
         ..folded_epilogue(conv)
     };
     conv_fused(conv, x, epilogue).0

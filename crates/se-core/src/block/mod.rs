@@ -28,7 +28,7 @@ use crate::squeeze_excitation::Hook;
 pub use basic::{BasicBlock, BasicBlockConfig};
 pub use bottleneck::{Bottleneck, BottleneckConfig};
 pub use conv::{Downsample, conv, conv_forward, conv_initializer, conv_norm};
-use fused::norm_attention_add_relu;
+use fused::{norm_attention_add_relu, takes_input_means};
 
 /// Where the SE module sits in a residual block (the paper's integration study, Fig. 5).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -111,14 +111,15 @@ pub(super) fn shared_complexity(
 
 /// The wiring every residual block shares: `relu(norm(conv(branch(x))) + shortcut(x))`, with
 /// the SE module wherever its placement says. `branch` is the block's own residual function up
-/// to its last convolution `conv` (it returns that convolution's input), `norm` the BatchNorm
-/// after `conv`; `hook` sees the SE's weights.
+/// to its last convolution `conv`: it returns that convolution's input and, if its second
+/// argument asks and it can, that input's plane means. `norm` is the BatchNorm after `conv`;
+/// `hook` sees the SE's weights.
 pub(super) fn residual_forward<B: Backend>(
     x: Tensor<B, 4>,
     se: &Option<Attention<B>>,
     placement: SePlacement,
     downsample: &Option<Downsample<B>>,
-    branch: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+    branch: impl FnOnce(Tensor<B, 4>, bool) -> (Tensor<B, 4>, Option<Tensor<B, 2>>),
     (conv, norm): (&Conv2d<B>, &BatchNorm<B>),
     hook: Hook<'_, B>,
 ) -> Tensor<B, 4> {
@@ -126,8 +127,9 @@ pub(super) fn residual_forward<B: Backend>(
         Some(downsample) => downsample.forward(x.clone()),
         None => x.clone(),
     };
-    let end = |attention, x, shortcut, hook| {
-        norm_attention_add_relu(conv, norm, attention, branch(x), shortcut, hook)
+    let end = |attention, x, shortcut, hook: Hook<'_, B>| {
+        let means = takes_input_means(conv, norm, attention, hook.is_some());
+        norm_attention_add_relu(conv, norm, attention, branch(x, means), shortcut, hook)
     };
     let Some(module) = se else {
         return end(None, x, shortcut, None);
