@@ -157,9 +157,10 @@ pub struct ConvEpilogue<B: Backend> {
     pub plane_means: bool,
     /// The mean of every input plane, `[N, C_in]`, if the layer before took them (its
     /// `plane_means`). For a 1x1 convolution with an excitation (a bottleneck's last layer)
-    /// flex's kernel takes the output's means from them, `W · m + bias`, and so the channel
-    /// weights, before it convolves: the scaling, residual and ReLU ride on the epilogue
-    /// instead of a pass over each image afterwards. Elsewhere they are not read.
+    /// and no more input channels than output pixels, flex's kernel takes the output's means
+    /// from them, `W · m + bias`, and so the channel weights, before it convolves: the
+    /// scaling, residual and ReLU ride on the epilogue instead of a pass over each image
+    /// afterwards. Elsewhere they are not read.
     pub input_means: Option<Tensor<B, 2>>,
 }
 
