@@ -96,8 +96,8 @@ pub fn conv_norm<B: Backend>(
 }
 
 /// [`conv_norm`], and with `means` and `norm` folded, the mean of every output plane `[N, C]`
-/// from the same pass (what the next layer, a bottleneck's 1x1, takes its SE weights from:
-/// see [`conv_excite_add_relu`]). `None` otherwise.
+/// from the same pass: an SE module's squeeze, or what the next layer, a bottleneck's 1x1,
+/// takes its SE weights from (see [`conv_excite_add_relu`]). `None` otherwise.
 pub(crate) fn conv_norm_means<B: Backend>(
     conv: &Conv2d<B>,
     norm: &BatchNorm<B>,
@@ -117,23 +117,6 @@ pub(crate) fn conv_norm_means<B: Backend>(
     }
     let y = conv_forward(conv, x);
     (norm.affine(y.clone()).apply_then(y, residual, relu), None)
-}
-
-/// `conv(x)` with its folded BatchNorm's bias, and the mean of every output plane `[N, C]`
-/// (an SE module's squeeze), both from one [`conv2d_fused`] pass.
-pub(crate) fn conv_with_plane_means<B: Backend>(
-    conv: &Conv2d<B>,
-    x: Tensor<B, 4>,
-) -> (Tensor<B, 4>, Tensor<B, 2>) {
-    let epilogue = ConvEpilogue {
-        plane_means: true,
-        ..folded_epilogue(conv)
-    };
-    let (y, means) = conv_fused(conv, x, epilogue);
-    (
-        y,
-        means.expect("conv_fused returns the plane means it is asked for"),
-    )
 }
 
 /// `relu(se(conv(x)) + shortcut)` for `conv` with its BatchNorm folded in: the end of an SE

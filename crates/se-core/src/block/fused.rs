@@ -9,7 +9,7 @@ use se_kernels::plane_affine;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 
-use super::conv::{conv_excite_add_relu, conv_forward, conv_norm, conv_with_plane_means};
+use super::conv::{conv_excite_add_relu, conv_forward, conv_norm, conv_norm_means};
 use crate::attention::Attention;
 use crate::norm::BatchNorm2d as BatchNorm;
 use crate::squeeze_excitation::Hook;
@@ -56,7 +56,8 @@ pub(super) fn norm_attention_add_relu<B: Backend>(
         };
         // The convolution's output is already normalised; its epilogue took the plane means.
         let hook = Some(hook);
-        let (x, means) = conv_with_plane_means(conv, x);
+        let (x, means) = conv_norm_means(conv, norm, x, None, false, true);
+        let means = means.expect("a folded convolution returns the plane means it is asked for");
         let weights = se.excite_hooked(means, hook);
         let zeros = weights.zeros_like();
         return plane_affine(x, weights, zeros, Some(shortcut), true);

@@ -317,3 +317,50 @@ fn the_excitation_hook_sees_and_replaces_the_weights_at_every_placement() {
         assert_close(out, &values(plain.forward(x.clone())));
     }
 }
+
+/// The inference form of an SE bottleneck (BatchNorms folded) gives the unfolded block's
+/// output, with and without a hook (which sees the same weights), at batch 1 (each layer split
+/// over the threads) and 5 (images in parallel). Without a hook its 1x1 layer takes the SE
+/// weights from its input's plane means; with one, from its own output's.
+#[test]
+fn a_folded_se_bottleneck_equals_the_unfolded_one_with_and_without_a_hook() {
+    let device = Default::default();
+    let se = AttentionConfig::Se(SqueezeExcitationConfig::paper(2));
+    let mut block = BottleneckConfig::new(8, 4)
+        .with_attention(BlockAttentionConfig::of(se))
+        .init::<B>(&device);
+    let random =
+        |len, low, high| Tensor::<B, 1>::random([len], Distribution::Uniform(low, high), &device);
+    for bn in block.batch_norms_mut() {
+        let [c] = bn.gamma.dims();
+        bn.gamma = Param::from_tensor(random(c, 0.5, 1.5));
+        bn.beta = Param::from_tensor(random(c, -0.5, 0.5));
+        bn.running_mean = RunningState::new(random(c, -0.5, 0.5));
+        bn.running_var = RunningState::new(random(c, 0.5, 2.0));
+    }
+    let probe = || Probe {
+        seen: vec![],
+        replace: None,
+    };
+    // The unfolded block's outputs and weights first, then the same block folded: Burn
+    // initialises parameters lazily, so a clone taken before their first use draws its own.
+    let unfolded: Vec<_> = [1, 5]
+        .into_iter()
+        .map(|n| {
+            let x = random_input([n, 8, 6, 6]);
+            let mut seen = probe();
+            let expected = values(block.forward_hooked(x.clone(), Some(&mut seen)));
+            (x, expected, seen.seen)
+        })
+        .collect();
+    block.fold_batch_norms();
+    for (x, expected, seen) in unfolded {
+        assert_close(block.forward(x.clone()), &expected);
+        let mut seen_folded = probe();
+        let out = block.forward_hooked(x, Some(&mut seen_folded));
+        assert_close(out, &expected);
+        assert_eq!(seen_folded.seen.len(), 1);
+        let weights = Tensor::<B, 1>::from_floats(seen_folded.seen[0].as_slice(), &device);
+        assert_close(weights, &seen[0]);
+    }
+}
