@@ -20,8 +20,11 @@ struct Step {
     /// `Err(why)` when a system library it needs is missing.
     available: Result<(), String>,
     /// Writes what the step builds, before it runs.
-    prepare: Option<fn(&Path) -> Result<(), String>>,
+    prepare: Option<Prepare>,
 }
+
+/// A step's preparation: writes what it builds under the repository's root, or says why not.
+type Prepare = fn(&Path) -> Result<(), String>;
 
 /// The repository's root.
 fn root() -> PathBuf {

@@ -342,6 +342,9 @@ impl AttentionConfig {
 }
 
 /// An attention module of any kind; a block holds one as its `se` field.
+// Built once per block and never moved in a loop: boxing the large variants would only add
+// an indirection to every forward pass.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Attention<B: Backend> {
     /// Squeeze-and-Excitation.

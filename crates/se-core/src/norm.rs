@@ -286,7 +286,9 @@ mod tests {
         bn.beta = Param::from_tensor(Tensor::from_floats([0.5, -1.0], &device));
         let out = bn.forward(input());
         let s = (5.0f32 + 1e-5).sqrt();
+        // gamma × each value less the mean, as the formula reads.
         #[rustfmt::skip]
+        #[allow(clippy::neg_multiply)]
         let expected = [
             2.0 * -3.0 / s + 0.5, 2.0 * -1.0 / s + 0.5, -1.0, -1.0,
             2.0 * 1.0 / s + 0.5, 2.0 * 3.0 / s + 0.5, -1.0, -1.0,

@@ -334,7 +334,7 @@ mod tests {
         // tanh(1.6) = 0.9216686.
         assert_close(
             module(Squeeze::Avg, Gate::Sigmoid).excitation(input()),
-            &[0.6681878, 0.3543437, 0.7858350, 0.5498340],
+            &[0.6681878, 0.3543437, 0.785835, 0.549834],
         );
         assert_close(
             module(Squeeze::Avg, Gate::HardSigmoid).excitation(input()),
@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn forward_scales_each_channel_by_its_weight() {
         let out = module(Squeeze::Avg, Gate::Sigmoid).forward(input());
-        let w = [0.6681878f32, 0.3543437, 0.7858350, 0.5498340];
+        let w = [0.6681878f32, 0.3543437, 0.785835, 0.549834];
         #[rustfmt::skip]
         let expected = [
             w[0], 2.0 * w[0], 3.0 * w[0], 4.0 * w[0],

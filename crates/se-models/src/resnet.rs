@@ -191,7 +191,7 @@ impl ResNetConfig {
         if self.block == BlockKind::Bottleneck
             && self.widths.iter().any(|&planes| {
                 let width = planes * self.base_width / 64 * self.groups;
-                width % self.reduce_first.unwrap_or(1) != 0
+                !width.is_multiple_of(self.reduce_first.unwrap_or(1))
             })
         {
             return invalid(

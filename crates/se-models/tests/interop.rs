@@ -193,8 +193,7 @@ fn a_checkpoint_that_does_not_fit_lists_the_offending_keys() {
         Layout::Timm,
         false,
     )
-    .err()
-    .expect("the checkpoint does not fit");
+    .expect_err("the checkpoint does not fit");
     let InteropError::Mismatch { mismatch, .. } = &error else {
         panic!("expected a mismatch, got {error}");
     };

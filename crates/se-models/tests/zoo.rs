@@ -476,7 +476,9 @@ fn a_folded_model_is_not_written_as_the_network() {
     assert!(folded.is_folded());
     let dir = std::env::temp_dir().join(format!("se-folded-{}", std::process::id()));
     let path = dir.join("model.mpk");
-    let writes: [(&str, Box<dyn Fn() + '_>); 3] = [
+    // What each write is called, and the write.
+    type Write<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let writes: [Write; 3] = [
         (
             "state dict",
             Box::new(|| drop(export_state_dict(&folded, Layout::Timm))),

@@ -18,7 +18,7 @@ use se_models::{PARTS, ResNet, ResNetConfig};
 
 use crate::classifier::Classifier;
 use crate::config::InvalidTrainConfig;
-use crate::data::{DatasetInfo, IMAGENET_MEAN, IMAGENET_STD};
+use crate::data::{DatasetInfo, IMAGENET_MEAN, IMAGENET_STD, MeanStd};
 use crate::error::TrainError;
 
 /// How a run fine-tunes; saved in `config.json`, so a resumed run freezes the same parts.
@@ -131,10 +131,9 @@ impl FineTuneConfig {
     pub(crate) fn normalisation(
         &self,
         info: &DatasetInfo,
-    ) -> Result<Option<(Vec<f32>, Vec<f32>)>, InvalidTrainConfig> {
-        let differs = |(mean, std): (Vec<f32>, Vec<f32>)| {
-            (mean != info.mean || std != info.std).then_some((mean, std))
-        };
+    ) -> Result<Option<MeanStd>, InvalidTrainConfig> {
+        let differs =
+            |(mean, std): MeanStd| (mean != info.mean || std != info.std).then_some((mean, std));
         if let Some((mean, std)) = &self.normalize {
             if mean.len() != info.channels {
                 return Err(InvalidTrainConfig {

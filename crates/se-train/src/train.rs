@@ -17,7 +17,7 @@ use crate::classifier::Classifier;
 use crate::config::TrainConfig;
 use crate::data::augment::{AugmentedDataset, Transform};
 use crate::data::batcher::{ImageBatch, ImageBatcher};
-use crate::data::{DataSplits, DatasetInfo, ImageDataset};
+use crate::data::{DataSplits, DatasetInfo, ImageDataset, MeanStd};
 use crate::distributed::{
     Collective, GradientAverager, RunFingerprint, Shard, agree, broadcast_module,
 };
@@ -284,7 +284,7 @@ fn normalisation(
     config: &TrainConfig,
     resume: bool,
     info: &DatasetInfo,
-) -> Result<Option<(Vec<f32>, Vec<f32>)>, TrainError> {
+) -> Result<Option<MeanStd>, TrainError> {
     if resume {
         return Ok(run.load_model_info().ok().and_then(|(_, saved)| {
             (saved.channels == info.channels).then_some((saved.mean, saved.std))

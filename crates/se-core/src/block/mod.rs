@@ -152,6 +152,8 @@ pub(super) fn residual_forward<B: Backend>(
 }
 
 /// Either block kind, so a network stage is one `Vec<ResidualBlock<B>>`.
+// Built once per network; boxing a variant would only add an indirection to every forward pass.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ResidualBlock<B: Backend> {
     /// A [`BasicBlock`].

@@ -62,7 +62,7 @@ impl Cifar {
 /// Parses one binary batch file into images (HWC) and labels.
 pub fn parse_batch(path: &Path, bytes: &[u8], kind: Cifar) -> Result<Vec<ImageItem>, DataError> {
     let record = kind.label_bytes() + PIXELS;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(DataError::format(
             path,
             format!(

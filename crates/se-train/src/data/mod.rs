@@ -165,6 +165,9 @@ pub(crate) const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's per-channel standard deviation (see [`IMAGENET_MEAN`]).
 pub(crate) const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// A normalisation's per-channel mean and standard deviation.
+pub(crate) type MeanStd = (Vec<f32>, Vec<f32>);
+
 /// Reads a whole file, or says which file could not be read.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))

@@ -352,7 +352,7 @@ mod tests {
         let other = unflatten(classifier(2), &values);
         assert_eq!(flatten(&other), values);
         let grads = gradients(&other, 0);
-        assert!(grads.len() > 0, "parameters lost their gradients");
+        assert!(!grads.is_empty(), "parameters lost their gradients");
     }
 
     /// Rank 0 of two, the other rank's contribution given (threads would share the
