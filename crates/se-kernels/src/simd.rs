@@ -29,6 +29,9 @@ pub(crate) trait Simd {
     unsafe fn zero() -> Self::V;
     unsafe fn splat(value: f32) -> Self::V;
     unsafe fn load(from: *const f32) -> Self::V;
+    /// A load with lane `l` zero unless bit `l` of `keep` is set (every lane's address must
+    /// still be readable).
+    unsafe fn load_masked(from: *const f32, keep: u32) -> Self::V;
     unsafe fn store(to: *mut f32, v: Self::V);
     /// `a · b + c`.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
@@ -51,6 +54,10 @@ impl Simd for Scalar {
     #[inline(always)]
     unsafe fn load(from: *const f32) -> f32 {
         unsafe { *from }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(from: *const f32, keep: u32) -> f32 {
+        if keep & 1 == 1 { unsafe { *from } } else { 0.0 }
     }
     #[inline(always)]
     unsafe fn store(to: *mut f32, v: f32) {
@@ -100,6 +107,10 @@ pub(crate) mod x86 {
             unsafe { _mm512_loadu_ps(from) }
         }
         #[inline(always)]
+        unsafe fn load_masked(from: *const f32, keep: u32) -> __m512 {
+            unsafe { _mm512_maskz_loadu_ps(keep as __mmask16, from) }
+        }
+        #[inline(always)]
         unsafe fn store(to: *mut f32, v: __m512) {
             unsafe { _mm512_storeu_ps(to, v) }
         }
@@ -127,12 +138,53 @@ pub(crate) mod x86 {
             unsafe { _mm256_loadu_ps(from) }
         }
         #[inline(always)]
+        unsafe fn load_masked(from: *const f32, keep: u32) -> __m256 {
+            unsafe {
+                let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+                let kept = _mm256_and_si256(_mm256_set1_epi32(keep as i32), bits);
+                _mm256_maskload_ps(from, _mm256_cmpeq_epi32(kept, bits))
+            }
+        }
+        #[inline(always)]
         unsafe fn store(to: *mut f32, v: __m256) {
             unsafe { _mm256_storeu_ps(to, v) }
         }
         #[inline(always)]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_direct::Isa;
+
+    /// Lanes 0, 2, 13 and 15 of the first `S::LANES` of 1, 2, 3, ...
+    fn masked<S: Simd>() -> Vec<f32> {
+        let values: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let mut out = vec![f32::NAN; 16];
+        // SAFETY: 16 values to read and to write; the callers run only the ISAs this CPU has.
+        unsafe { S::store(out.as_mut_ptr(), S::load_masked(values.as_ptr(), 0xa005)) };
+        out.truncate(S::LANES);
+        out
+    }
+
+    #[test]
+    fn a_masked_load_keeps_the_lanes_asked_for_and_zeroes_the_rest() {
+        let expected = [
+            1.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 14.0, 0.0, 16.0,
+        ];
+        for isa in Isa::available() {
+            let got = match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => masked::<x86::Avx512>(),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => masked::<x86::Avx2>(),
+                _ => masked::<Scalar>(),
+            };
+            assert_eq!(got, &expected[..got.len()], "{isa:?}");
         }
     }
 }
