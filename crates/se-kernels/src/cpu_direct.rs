@@ -2,25 +2,24 @@
 //! 2 through four phase planes, see [`Layout`]): no column matrix, each input value is read
 //! from cache by the nine taps that use it.
 //!
-//! The trick that keeps it short: each input plane is copied once into a zero-bordered plane
-//! laid out flat with rows of `W + 1` (one zero column serves as the right border of a row and
-//! the left border of the next), and the output is computed over the same flat positions
-//! `p = y · (W + 1) + x` (one junk column per row, dropped when the result is copied out).
-//! Tap `(ky, kx)` of output position `p` then reads position `p + ky · (W + 1) + kx`, so every
-//! tap of a whole run of outputs is one contiguous vector load, with no edge cases.
+//! The trick that keeps it short: each input plane is copied once into a plane with a zero
+//! row above and below, laid out flat, and the output is computed over the same flat
+//! positions `p = y · W + x`. Tap `(ky, kx)` of output position `p` then reads position
+//! `p + ky · W + kx`, so every tap of a whole run of outputs is one contiguous vector load.
+//! The one edge case is a row's ends: there kernel column 0 would read the row before's last
+//! value and column 2 the next row's first, so those taps' loads mask those lanes to zero.
+//! A plane of whole vectors is then the output plane itself, stored with no copy.
 //!
-//! Where the loads can mask lanes (AVX-512, and scalar code), stride-1 layers drop the border
-//! column: rows of `W`, with the lanes of kernel columns 0 and 2 that fall on a row's first or
-//! last column loaded as zero. That computes no junk (an 8x8 plane is 64 positions, not 80,
-//! 4 vectors rather than 5), and a plane of whole vectors is the output plane itself, stored
-//! with no copy. Against the bordered rows, pass by pass: SE-ResNet-20 ×0.889 at batch 32 and
-//! ×0.907 at batch 1, ResNet-20 ×0.891 at 32, SE-ResNet-50 ×0.987 at 1 and ×0.986 at 8.
+//! Until session 24 each row had a zero column instead of masks (rows of `W + 1`, one junk
+//! output column copied out afterwards; stride 2's phase planes still do). Against that, pass
+//! by pass on AVX-512: SE-ResNet-20 ×0.889 at batch 32 and ×0.907 at batch 1, ResNet-20 ×0.891
+//! at 32, SE-ResNet-50 ×0.987 at 1 and ×0.986 at 8 (an 8x8 plane is 64 positions, not 80).
 //!
 //! The register tile is `O` output channels by `V` vectors of positions: for each input
 //! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The
 //! plane's positions are rounded up to whole vectors, not whole tiles: the last tile of a plane
-//! is as many vectors as are left (a bordered 8x8 plane is 72 positions, 80 computed rather
-//! than 96).
+//! is as many vectors as are left (a 14x14 plane is 196 positions, 208 computed rather than
+//! 240).
 //! The weights are read where they lie, `[c_out, c_in / groups, 3, 3]`: each tile broadcasts
 //! from one row per output channel, `O` sequential streams (repacking them per call took 14%
 //! of an 8x8 64-channel layer at batch 1). The vector width and the tile are
@@ -32,7 +31,7 @@
 //!
 //! Why not the blocked `NCHWc` layout of ONNX Runtime's MLAS: it needs every other op of the
 //! network (BatchNorm, SE, residual adds, pools) to read and write that layout too; the flat
-//! zero-bordered copy costs one pass over the input per layer (1/9 of im2col's), keeps NCHW
+//! bordered copy costs one pass over the input per layer (1/9 of im2col's), keeps NCHW
 //! between layers and shares the epilogue with the GEMM path.
 
 use std::mem::MaybeUninit;
@@ -154,18 +153,19 @@ pub fn enabled() -> bool {
 
 /// The flat zero-bordered layout of one image's planes for a given geometry and ISA.
 ///
-/// Stride 1: input pixel `(y, x)` at `(y + 1) · row + x + 1` of its channel's plane, zeros in
-/// the first row and one more (the top border), past the last and, unless `masked`, at every
-/// multiple of `row` (the border columns). Stride 2 reads every other row and column, which
-/// no vector load does; so each input plane is split into four phase planes (even or odd rows,
-/// even or odd columns), each bordered as above with `(y / 2, x / 2)` in place of `(y, x)`,
-/// and each tap of the 3x3 kernel reads one phase at an offset of 0 or 1 row and column:
-/// output `(oy, ox)` needs input rows `2·oy - 1, 2·oy, 2·oy + 1`, which are odd row `oy - 1`,
-/// even row `oy`, odd row `oy`. Either way the output is computed over positions `oy · row + ox`.
+/// Stride 1 (`masked`): input pixel `(y, x)` at `(y + 1) · W + x + 1` of its channel's plane,
+/// zeros in the first `W + 1` values (the top border) and past the last pixel; rows of `W`,
+/// their edges masked (see `masked`). Stride 2 reads every other row and column, which no
+/// vector load does; so each input plane is split into four phase planes (even or odd rows,
+/// even or odd columns), each bordered with rows of `W / 2 + 1` (a zero column at every
+/// multiple of `row` is the left border of a row and the right border of the one before)
+/// with `(y / 2, x / 2)` at `(y / 2 + 1) · row + x / 2 + 1`, and each tap of the 3x3 kernel
+/// reads one phase at an offset of 0 or 1 row and column: output `(oy, ox)` needs input rows
+/// `2·oy - 1, 2·oy, 2·oy + 1`, which are odd row `oy - 1`, even row `oy`, odd row `oy`. Either
+/// way the output is computed over positions `oy · row + ox`.
 #[derive(Clone, Copy)]
 struct Layout {
-    /// Output width plus one, a row and its border column; or, where `masked`, the output
-    /// width.
+    /// The output width, or at stride 2 the width plus one: a row and its border column.
     row: usize,
     /// Flat output positions computed, `rows · row` rounded up to whole vectors.
     positions: usize,
@@ -176,15 +176,15 @@ struct Layout {
     /// Rows without a border column (stride 1): the taps of kernel columns 0 and 2 load with
     /// the lanes at a row's first or last column masked to zero, where they would read the
     /// row before's last value or the next row's first. No junk column is computed, and where
-    /// a plane is whole vectors the positions are the output's own.
+    /// a plane is whole vectors the positions are the output's own. (Stride 2's phases keep
+    /// their border column: ResNet-20's two such layers are 5% of its work.)
     masked: bool,
 }
 
 impl Layout {
     fn new(g: &ConvGeometry, isa: Isa) -> Self {
         let [rows, columns] = g.output_size();
-        // AVX2's assembly tile has no register left for a mask.
-        let masked = g.stride == [1, 1] && isa != Isa::Avx2;
+        let masked = g.stride == [1, 1];
         let row = columns + usize::from(!masked);
         let positions = (rows * row).next_multiple_of(isa.lanes());
         Self {
@@ -196,23 +196,30 @@ impl Layout {
         }
     }
 
-    /// The lanes to keep of a `lanes`-wide vector of positions from `first`, as bit masks: for
-    /// kernel column 0 all but those at a row's first column, for column 2 all but those at
-    /// its last (see `masked`).
+    /// The lanes to keep of each of `T` vectors of `lanes` positions from `start`, as bit
+    /// masks: for kernel column 0 all but those at a row's first column, for column 2 all but
+    /// those at its last (see `masked`). One division per tile; the rest steps along the row.
     #[inline(always)]
-    fn edge_masks(&self, first: usize, lanes: usize) -> [u32; 2] {
-        let row = self.row as u32;
-        let column = first as u32 % row;
-        let keep = |edge: u32| {
-            let mut keep = u32::MAX >> (32 - lanes);
-            let mut lane = (row + edge - column) % row;
-            while (lane as usize) < lanes {
-                keep &= !(1 << lane);
-                lane += row;
+    fn edge_masks<const T: usize>(&self, start: usize, lanes: usize) -> [[u32; 2]; T] {
+        let row = self.row;
+        let mut column = start % row; // of the vector's first position
+        std::array::from_fn(|_| {
+            let keep = |edge: usize| {
+                let mut keep = u32::MAX >> (32 - lanes);
+                let mut lane = if edge >= column { edge } else { edge + row } - column;
+                while lane < lanes {
+                    keep &= !(1 << lane);
+                    lane += row;
+                }
+                keep
+            };
+            let masks = [keep(0), keep(row - 1)];
+            column += lanes;
+            while column >= row {
+                column -= row;
             }
-            keep
-        };
-        [keep(0), keep(row - 1)]
+            masks
+        })
     }
 
     /// Where each tap of the kernel reads, from a tile's first position in its channel's first
@@ -266,19 +273,6 @@ pub(crate) fn border(
             dst[..at].fill(0.0);
             dst[at..][..src.len()].copy_from_slice(src);
             dst[at + src.len()..].fill(0.0);
-            return;
-        }
-        if layout.phases == 1 {
-            // Only the zeros written (a fill of the whole plane took as long as the copy):
-            // the top border row, each row's border column, the bottom row and the rounding.
-            let row = layout.row;
-            dst[..row].fill(0.0);
-            for (y, src_row) in src.chunks(g.w).enumerate() {
-                let at = (y + 1) * row;
-                dst[at] = 0.0;
-                dst[at + 1..][..g.w].copy_from_slice(src_row);
-            }
-            dst[(g.h + 1) * row..].fill(0.0);
             return;
         }
         dst.fill(0.0);
@@ -361,18 +355,17 @@ pub(crate) fn block<'o>(
     // `positions` values only, which is `out`'s size when in place); the ISA is one this CPU
     // runs.
     unsafe {
-        // Stride 1 is masked on every ISA but AVX2 (`run_with` checks).
         match (isa, layout.phases) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 1) => x86::avx512::<1, true>(args),
+            (Isa::Avx512, 1) => x86::avx512::<1>(args),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _) => x86::avx512::<2, false>(args),
+            (Isa::Avx512, _) => x86::avx512::<2>(args),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, 1) => x86::avx2::<1>(args),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, _) => x86::avx2::<2>(args),
-            (_, 1) => run::<Scalar, 4, OUT_BLOCK, 1, true>(args),
-            _ => run::<Scalar, 4, OUT_BLOCK, 2, false>(args),
+            (_, 1) => run::<Scalar, 4, OUT_BLOCK, 1>(args),
+            _ => run::<Scalar, 4, OUT_BLOCK, 2>(args),
         }
     }
     if in_place {
@@ -410,16 +403,14 @@ struct Args {
 /// Every tile of one block of output channels: `channels x positions` values at `args.out`,
 /// in register tiles of `O` channels by `V` vectors (the last tile of a plane as many vectors
 /// as are left; the last tile of a block's channels may compute channels past its last, never
-/// stored). `MASKED`: the layout's `masked`.
+/// stored).
 ///
 /// # Safety
 /// `args` must point at buffers sized as [`block`] checks; `S`'s instructions must run on
 /// this CPU (the caller's `target_feature` compiles them in).
 #[inline(always)]
-unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize, const MASKED: bool>(
-    args: Args,
-) {
-    unsafe { run_with::<S, V, O, STRIDE, MASKED>(args, tile::<S, V, O, STRIDE, MASKED>) }
+unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(args: Args) {
+    unsafe { run_with::<S, V, O, STRIDE>(args, tile::<S, V, O, STRIDE>) }
 }
 
 /// [`run`], with `full` computing each whole tile of `O` channels by `V` vectors (the same
@@ -428,13 +419,7 @@ unsafe fn run<S: Simd, const V: usize, const O: usize, const STRIDE: usize, cons
 /// # Safety
 /// As [`run`]'s, and `full`'s own.
 #[inline(always)]
-unsafe fn run_with<
-    S: Simd,
-    const V: usize,
-    const O: usize,
-    const STRIDE: usize,
-    const MASKED: bool,
->(
+unsafe fn run_with<S: Simd, const V: usize, const O: usize, const STRIDE: usize>(
     args: Args,
     full: unsafe fn(Args, usize, usize),
 ) {
@@ -445,7 +430,7 @@ unsafe fn run_with<
     );
     assert_eq!(OUT_BLOCK % O, 0, "channels per tile");
     assert_eq!(args.layout.phases, STRIDE * STRIDE, "stride");
-    assert_eq!(args.layout.masked, MASKED, "masked rows");
+    assert_eq!(args.layout.masked, STRIDE == 1, "masked rows");
     let step = V * S::LANES;
     let mut start = 0;
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
@@ -454,7 +439,7 @@ unsafe fn run_with<
             if first + O <= args.channels {
                 unsafe { full(args, start, first) }
             } else {
-                unsafe { tile::<S, V, O, STRIDE, MASKED>(args, start, first) }
+                unsafe { tile::<S, V, O, STRIDE>(args, start, first) }
             }
         }
         start += step;
@@ -462,9 +447,9 @@ unsafe fn run_with<
     for first in (0..args.channels).step_by(O) {
         match (args.layout.positions - start) / S::LANES {
             0 => {}
-            1 => unsafe { tile::<S, 1, O, STRIDE, MASKED>(args, start, first) },
-            2 => unsafe { tile::<S, 2, O, STRIDE, MASKED>(args, start, first) },
-            _ => unsafe { tile::<S, 3, O, STRIDE, MASKED>(args, start, first) },
+            1 => unsafe { tile::<S, 1, O, STRIDE>(args, start, first) },
+            2 => unsafe { tile::<S, 2, O, STRIDE>(args, start, first) },
+            _ => unsafe { tile::<S, 3, O, STRIDE>(args, start, first) },
         }
     }
 }
@@ -475,7 +460,7 @@ unsafe fn run_with<
 /// # Safety
 /// As [`run`]'s, and `start + T · LANES <= positions`, `first + O <= OUT_BLOCK`.
 #[inline(always)]
-unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize, const MASKED: bool>(
+unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
     args: Args,
     start: usize,
     first: usize,
@@ -498,9 +483,9 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize, con
             let channel = if first + o < channels { first + o } else { 0 };
             weights.add(channel * group_in * 9)
         });
-        let edges: [[u32; 2]; T] = match MASKED {
-            true => std::array::from_fn(|v| layout.edge_masks(start + v * S::LANES, S::LANES)),
-            false => [[0; 2]; T],
+        let edges: [[u32; 2]; T] = match STRIDE {
+            1 => layout.edge_masks(start, S::LANES),
+            _ => [[0; 2]; T],
         };
         let mut acc = [[S::zero(); T]; O];
         for ci in 0..group_in {
@@ -509,9 +494,9 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize, con
                 let mut x = [S::zero(); T];
                 for ((v, x), edges) in x.iter_mut().enumerate().zip(edges) {
                     let at = plane.add(offset + v * S::LANES);
-                    *x = match (MASKED, tap % 3) {
-                        (true, 0) => S::load_masked(at, edges[0]),
-                        (true, 2) => S::load_masked(at, edges[1]),
+                    *x = match (STRIDE, tap % 3) {
+                        (1, 0) => S::load_masked(at, edges[0]),
+                        (1, 2) => S::load_masked(at, edges[1]),
                         _ => S::load(at),
                     };
                 }
@@ -544,15 +529,15 @@ mod x86 {
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn avx512<const STRIDE: usize, const MASKED: bool>(args: Args) {
-        unsafe { run::<Avx512, 3, 8, STRIDE, MASKED>(args) }
+    pub(super) unsafe fn avx512<const STRIDE: usize>(args: Args) {
+        unsafe { run::<Avx512, 3, 8, STRIDE>(args) }
     }
 
     /// # Safety
     /// As [`run`]'s, on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2<const STRIDE: usize>(args: Args) {
-        unsafe { run_with::<Avx2, 3, 4, STRIDE, false>(args, avx2_tile::<STRIDE>) }
+        unsafe { run_with::<Avx2, 3, 4, STRIDE>(args, avx2_tile::<STRIDE>) }
     }
 
     /// One tile of 4 channels by 3 vectors of 8, as [`tile`] computes it, in assembly: its 12
@@ -563,6 +548,8 @@ mod x86 {
     /// The taps of kernel row `ky` read from one base pointer per row, `b{ky}`: column `kx`
     /// at `+ q`, `+ 4`, then `+ 8` at stride 1 (`q = 0`) or `+ q + 4` at stride 2 (`q`: one
     /// phase plane, so that columns 0 and 2 read the odd-column phase; see [`Layout::taps`]).
+    /// At stride 1 (masked rows) the loads of columns 0 and 2 are ANDed with lane masks from
+    /// memory (`{m}`: column 0's three vectors, then column 2's): no register is left for one.
     ///
     /// # Safety
     /// As [`tile`]'s for `T = 3`, `O = 4`, with `first + 4 <= channels`; a CPU with AVX2 and
@@ -570,7 +557,9 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const STRIDE: usize>(args: Args, start: usize, first: usize) {
         use std::arch::asm;
-        use std::arch::x86_64::{_mm256_setzero_ps, _mm256_storeu_ps};
+        use std::arch::x86_64::{_mm256_setzero_ps, _mm256_setzero_si256, _mm256_storeu_ps};
+
+        use crate::simd::x86::avx2_lanes;
 
         /// One filter's weight (`$w`: its address) broadcast, times the 3 input vectors into
         /// that filter's 3 accumulators.
@@ -585,8 +574,9 @@ mod x86 {
                 )
             };
         }
-        /// The 3 input vectors of one tap (`$at`: its address) times the weight of each of the
-        /// 4 filters at byte `$w` of their rows: 12 FMAs, in `tile`'s order.
+        /// The 3 input vectors of one tap (`$at`: its address), with the lane masks at byte
+        /// `$m` of `{m}` if given, times the weight of each of the 4 filters at byte `$w` of
+        /// their rows: 12 FMAs, in `tile`'s order.
         #[rustfmt::skip]
         macro_rules! tap {
             ($at:expr, $w:literal) => {
@@ -594,6 +584,20 @@ mod x86 {
                     "vmovups ymm12, [", $at, "]\n",
                     "vmovups ymm13, [", $at, " + 32]\n",
                     "vmovups ymm14, [", $at, " + 64]\n",
+                    filter!(concat!("{w0} + ", $w), "0", "1", "2"),
+                    filter!(concat!("{w0} + {filter} + ", $w), "3", "4", "5"),
+                    filter!(concat!("{w2} + ", $w), "6", "7", "8"),
+                    filter!(concat!("{w2} + {filter} + ", $w), "9", "10", "11"),
+                )
+            };
+            ($at:expr, $w:literal, $m:literal) => {
+                concat!(
+                    "vmovups ymm12, [", $at, "]\n",
+                    "vmovups ymm13, [", $at, " + 32]\n",
+                    "vmovups ymm14, [", $at, " + 64]\n",
+                    "vandps ymm12, ymm12, [{m} + ", $m, "]\n",
+                    "vandps ymm13, ymm13, [{m} + ", $m, " + 32]\n",
+                    "vandps ymm14, ymm14, [{m} + ", $m, " + 64]\n",
                     filter!(concat!("{w0} + ", $w), "0", "1", "2"),
                     filter!(concat!("{w0} + {filter} + ", $w), "3", "4", "5"),
                     filter!(concat!("{w2} + ", $w), "6", "7", "8"),
@@ -619,12 +623,21 @@ mod x86 {
             _ => ([2 * plane, row, 2 * plane + row], plane),
         };
         let [b0, b1, b2] = bases.map(|b| unsafe { x.add(b) });
+        // Column 0's lane masks for the 3 vectors, then column 2's.
+        let mut masks = [_mm256_setzero_si256(); 6];
+        if STRIDE == 1 {
+            let edges: [[u32; 2]; 3] = layout.edge_masks(start, 8);
+            for (v, [left, right]) in edges.into_iter().enumerate() {
+                (masks[v], masks[3 + v]) = unsafe { (avx2_lanes(left), avx2_lanes(right)) };
+            }
+        }
         // Written by the assembly (ymm0-11: filter `i / 3`, vector `i % 3`).
         let mut acc = [_mm256_setzero_ps(); 12];
         /// The tile's sums over every input channel into ymm0-11, with column 2 of each
-        /// kernel row at `$kx2`.
+        /// kernel row at `$kx2`, and columns 0 and 2 masked with `{m}`'s masks at bytes
+        /// `$left` and `$right` if given.
         macro_rules! accumulate {
-            ($kx2:literal) => {
+            ($kx2:literal $(, $left:literal, $right:literal)?) => {
                 asm!(
                     "vxorps ymm0, ymm0, ymm0",
                     "vxorps ymm1, ymm1, ymm1",
@@ -639,15 +652,15 @@ mod x86 {
                     "vxorps ymm10, ymm10, ymm10",
                     "vxorps ymm11, ymm11, ymm11",
                     "2:",
-                    tap!("{b0} + {q}", "0"),
+                    tap!("{b0} + {q}", "0" $(, $left)?),
                     tap!("{b0} + 4", "4"),
-                    tap!(concat!("{b0}", $kx2), "8"),
-                    tap!("{b1} + {q}", "12"),
+                    tap!(concat!("{b0}", $kx2), "8" $(, $right)?),
+                    tap!("{b1} + {q}", "12" $(, $left)?),
                     tap!("{b1} + 4", "16"),
-                    tap!(concat!("{b1}", $kx2), "20"),
-                    tap!("{b2} + {q}", "24"),
+                    tap!(concat!("{b1}", $kx2), "20" $(, $right)?),
+                    tap!("{b2} + {q}", "24" $(, $left)?),
                     tap!("{b2} + 4", "28"),
-                    tap!(concat!("{b2}", $kx2), "32"),
+                    tap!(concat!("{b2}", $kx2), "32" $(, $right)?),
                     "add {b0}, {channel}",
                     "add {b1}, {channel}",
                     "add {b2}, {channel}",
@@ -664,6 +677,8 @@ mod x86 {
                     q = in(reg) q * 4,
                     filter = in(reg) filter * 4,
                     channel = in(reg) layout.channel() * 4,
+                    // Only where masked (`$left` names no value; it selects the operand).
+                    $(m = in(reg) { let _ = $left; masks.as_ptr() },)?
                     out("ymm0") acc[0], out("ymm1") acc[1], out("ymm2") acc[2],
                     out("ymm3") acc[3], out("ymm4") acc[4], out("ymm5") acc[5],
                     out("ymm6") acc[6], out("ymm7") acc[7], out("ymm8") acc[8],
@@ -674,10 +689,11 @@ mod x86 {
             };
         }
         // SAFETY: as `tile`'s: every load is a tap of a position inside the tile, which the
-        // layout keeps inside its (phase) plane; the weights are the 4 rows `first..first + 4`.
+        // layout keeps inside its (phase) plane; the weights are the 4 rows `first..first + 4`;
+        // the masks are the 192 bytes of `masks`.
         unsafe {
             match STRIDE {
-                1 => accumulate!(" + 8"),
+                1 => accumulate!(" + 8", "0", "96"),
                 _ => accumulate!(" + {q} + 4"),
             }
             for (i, acc) in acc.iter().enumerate() {

@@ -122,6 +122,16 @@ pub(crate) mod x86 {
 
     pub(crate) struct Avx2;
 
+    /// Lane `l` all ones if bit `l` of `keep` is set, else zero: an AVX2 lane mask.
+    #[inline(always)]
+    pub(crate) unsafe fn avx2_lanes(keep: u32) -> __m256i {
+        unsafe {
+            let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            let kept = _mm256_and_si256(_mm256_set1_epi32(keep as i32), bits);
+            _mm256_cmpeq_epi32(kept, bits)
+        }
+    }
+
     impl Simd for Avx2 {
         type V = __m256;
         const LANES: usize = 8;
@@ -139,11 +149,7 @@ pub(crate) mod x86 {
         }
         #[inline(always)]
         unsafe fn load_masked(from: *const f32, keep: u32) -> __m256 {
-            unsafe {
-                let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-                let kept = _mm256_and_si256(_mm256_set1_epi32(keep as i32), bits);
-                _mm256_maskload_ps(from, _mm256_cmpeq_epi32(kept, bits))
-            }
+            unsafe { _mm256_maskload_ps(from, avx2_lanes(keep)) }
         }
         #[inline(always)]
         unsafe fn store(to: *mut f32, v: __m256) {
