@@ -372,7 +372,7 @@ pub(crate) fn block<'o>(
         // SAFETY: `run` stored every value of the `channels` planes, which are all of `out`.
         return unsafe { assume_init_mut(out) };
     }
-    // Drop the border columns and the rounding.
+    // Drop the rounding, and at stride 2 the border columns.
     for (plane, tile) in out
         .chunks_mut(rows * columns)
         .zip(tiles[..len].chunks(layout.positions))
