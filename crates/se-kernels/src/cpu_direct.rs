@@ -11,9 +11,10 @@
 //! A plane of whole vectors is then the output plane itself, stored with no copy.
 //!
 //! Until session 24 each row had a zero column instead of masks (rows of `W + 1`, one junk
-//! output column copied out afterwards; stride 2's phase planes still do). Against that, pass
-//! by pass on AVX-512: SE-ResNet-20 ×0.889 at batch 32 and ×0.907 at batch 1, ResNet-20 ×0.891
-//! at 32, SE-ResNet-50 ×0.987 at 1 and ×0.986 at 8 (an 8x8 plane is 64 positions, not 80).
+//! output column copied out afterwards). Against that, pass by pass on AVX-512, stride 1:
+//! SE-ResNet-20 ×0.889 at batch 32 and ×0.907 at batch 1, ResNet-20 ×0.891 at 32,
+//! SE-ResNet-50 ×0.987 at 1 and ×0.986 at 8 (an 8x8 plane is 64 positions, not 80); then
+//! stride 2's phase planes too: SE-ResNet-20 ×0.990 at 32 and ×0.992 at 1, ResNet-20 ×0.984.
 //!
 //! The register tile is `O` output channels by `V` vectors of positions: for each input
 //! channel and tap, `V` loads, then `O · V` fused multiply-adds with the weight broadcast. The
@@ -151,21 +152,27 @@ pub fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("SE_KERNELS_DIRECT").map_or(true, |v| v != "0"))
 }
 
-/// The flat zero-bordered layout of one image's planes for a given geometry and ISA.
+/// The flat zero-bordered layout of one image's planes for a given geometry and ISA: rows as
+/// wide as the output's, `row`, and no border column.
 ///
-/// Stride 1 (`masked`): input pixel `(y, x)` at `(y + 1) · W + x + 1` of its channel's plane,
-/// zeros in the first `W + 1` values (the top border) and past the last pixel; rows of `W`,
-/// their edges masked (see `masked`). Stride 2 reads every other row and column, which no
-/// vector load does; so each input plane is split into four phase planes (even or odd rows,
-/// even or odd columns), each bordered with rows of `W / 2 + 1` (a zero column at every
-/// multiple of `row` is the left border of a row and the right border of the one before)
-/// with `(y / 2, x / 2)` at `(y / 2 + 1) · row + x / 2 + 1`, and each tap of the 3x3 kernel
-/// reads one phase at an offset of 0 or 1 row and column: output `(oy, ox)` needs input rows
-/// `2·oy - 1, 2·oy, 2·oy + 1`, which are odd row `oy - 1`, even row `oy`, odd row `oy`. Either
-/// way the output is computed over positions `oy · row + ox`.
+/// Stride 1: input pixel `(y, x)` at `(y + 1) · row + x + 1` of its channel's plane, zeros in
+/// the first `row + 1` values (the top border) and past the last pixel. Stride 2 reads every
+/// other row and column, which no vector load does; so each input plane is split into four
+/// phase planes (even or odd rows, even or odd columns), each laid out the same way with
+/// `(y / 2, x / 2)` in place of `(y, x)` (an odd width's odd columns are one short of the
+/// row, and their last value is a zero), and each tap of the 3x3 kernel reads one phase at an
+/// offset of 0 or 1 row and column: output `(oy, ox)` needs input rows `2·oy - 1, 2·oy,
+/// 2·oy + 1`, which are odd row `oy - 1`, even row `oy`, odd row `oy`. Either way the output
+/// is computed over positions `oy · row + ox`.
+///
+/// Where a tap reads left of a row's first column, its load masks that lane to zero: kernel
+/// column 0 would read the row before's last value there ([`Layout::edge_masks`]). At stride 1
+/// so does column 2 right of a row's last; stride 2's column 2 reads the odd phase at the
+/// output's own column, inside the row. (Until session 24 each row had a zero border column
+/// instead, and so one junk output column, copied out afterwards.)
 #[derive(Clone, Copy)]
 struct Layout {
-    /// The output width, or at stride 2 the width plus one: a row and its border column.
+    /// The output width.
     row: usize,
     /// Flat output positions computed, `rows · row` rounded up to whole vectors.
     positions: usize,
@@ -173,32 +180,24 @@ struct Layout {
     plane: usize,
     /// Planes per input channel: 1, or the 4 phases at stride 2.
     phases: usize,
-    /// Rows without a border column (stride 1): the taps of kernel columns 0 and 2 load with
-    /// the lanes at a row's first or last column masked to zero, where they would read the
-    /// row before's last value or the next row's first. No junk column is computed, and where
-    /// a plane is whole vectors the positions are the output's own. (Stride 2's phases keep
-    /// their border column: ResNet-20's two such layers are 5% of its work.)
-    masked: bool,
 }
 
 impl Layout {
     fn new(g: &ConvGeometry, isa: Isa) -> Self {
-        let [rows, columns] = g.output_size();
-        let masked = g.stride == [1, 1];
-        let row = columns + usize::from(!masked);
+        let [rows, row] = g.output_size();
         let positions = (rows * row).next_multiple_of(isa.lanes());
         Self {
             row,
             positions,
             plane: positions + 2 * row + 2,
             phases: g.stride[0] * g.stride[1],
-            masked,
         }
     }
 
     /// The lanes to keep of each of `T` vectors of `lanes` positions from `start`, as bit
     /// masks: for kernel column 0 all but those at a row's first column, for column 2 all but
-    /// those at its last (see `masked`). One division per tile; the rest steps along the row.
+    /// those at its last at stride 1, all at stride 2. One division per tile; the rest steps
+    /// along the row.
     #[inline(always)]
     fn edge_masks<const T: usize>(&self, start: usize, lanes: usize) -> [[u32; 2]; T] {
         let row = self.row;
@@ -213,7 +212,8 @@ impl Layout {
                 }
                 keep
             };
-            let masks = [keep(0), keep(row - 1)];
+            let all = u32::MAX >> (32 - lanes);
+            let masks = [keep(0), if self.phases == 1 { keep(row - 1) } else { all }];
             column += lanes;
             while column >= row {
                 column -= row;
@@ -267,7 +267,7 @@ pub(crate) fn border(
     }
     padded.truncate(len);
     let channel = |(src, dst): (&[f32], &mut [f32])| {
-        if layout.masked {
+        if layout.phases == 1 {
             // The plane as it is, between a zero row (and one zero before it) and the rest.
             let at = layout.row + 1;
             dst[..at].fill(0.0);
@@ -330,9 +330,9 @@ pub(crate) fn block<'o>(
     assert!((1..=OUT_BLOCK).contains(&channels), "output planes");
     assert_eq!(weight.len(), channels * group_in * 9, "weight size");
     assert!(Isa::available().contains(&isa), "{isa:?} on this CPU");
-    // Masked rows of whole vectors are the output planes themselves: the tiles go straight
-    // to `out`, with no copy.
-    let in_place = layout.masked && layout.positions == rows * columns;
+    // A plane of whole vectors is the output plane itself: the tiles go straight to `out`,
+    // with no copy.
+    let in_place = layout.positions == rows * columns;
     // Grown, never cleared: `run` stores every value of the `channels` planes copied out below.
     let len = OUT_BLOCK * layout.positions;
     if !in_place && tiles.len() < len {
@@ -372,7 +372,7 @@ pub(crate) fn block<'o>(
         // SAFETY: `run` stored every value of the `channels` planes, which are all of `out`.
         return unsafe { assume_init_mut(out) };
     }
-    // Drop the rounding, and at stride 2 the border columns.
+    // Drop the rounding.
     for (plane, tile) in out
         .chunks_mut(rows * columns)
         .zip(tiles[..len].chunks(layout.positions))
@@ -430,7 +430,6 @@ unsafe fn run_with<S: Simd, const V: usize, const O: usize, const STRIDE: usize>
     );
     assert_eq!(OUT_BLOCK % O, 0, "channels per tile");
     assert_eq!(args.layout.phases, STRIDE * STRIDE, "stride");
-    assert_eq!(args.layout.masked, STRIDE == 1, "masked rows");
     let step = V * S::LANES;
     let mut start = 0;
     // SAFETY (every call): `start` plus the tile's vectors stays inside `positions`.
@@ -483,10 +482,7 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
             let channel = if first + o < channels { first + o } else { 0 };
             weights.add(channel * group_in * 9)
         });
-        let edges: [[u32; 2]; T] = match STRIDE {
-            1 => layout.edge_masks(start, S::LANES),
-            _ => [[0; 2]; T],
-        };
+        let edges: [[u32; 2]; T] = layout.edge_masks(start, S::LANES);
         let mut acc = [[S::zero(); T]; O];
         for ci in 0..group_in {
             let plane = input.add(ci * layout.channel() + start);
@@ -495,7 +491,7 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
                 for ((v, x), edges) in x.iter_mut().enumerate().zip(edges) {
                     let at = plane.add(offset + v * S::LANES);
                     *x = match (STRIDE, tap % 3) {
-                        (1, 0) => S::load_masked(at, edges[0]),
+                        (_, 0) => S::load_masked(at, edges[0]),
                         (1, 2) => S::load_masked(at, edges[1]),
                         _ => S::load(at),
                     };
@@ -548,7 +544,7 @@ mod x86 {
     /// The taps of kernel row `ky` read from one base pointer per row, `b{ky}`: column `kx`
     /// at `+ q`, `+ 4`, then `+ 8` at stride 1 (`q = 0`) or `+ q + 4` at stride 2 (`q`: one
     /// phase plane, so that columns 0 and 2 read the odd-column phase; see [`Layout::taps`]).
-    /// At stride 1 (masked rows) the loads of columns 0 and 2 are ANDed with lane masks from
+    /// The loads of column 0 (and at stride 1 of column 2) are ANDed with lane masks from
     /// memory (`{m}`: column 0's three vectors, then column 2's): no register is left for one.
     ///
     /// # Safety
@@ -625,19 +621,17 @@ mod x86 {
         let [b0, b1, b2] = bases.map(|b| unsafe { x.add(b) });
         // Column 0's lane masks for the 3 vectors, then column 2's.
         let mut masks = [_mm256_setzero_si256(); 6];
-        if STRIDE == 1 {
-            let edges: [[u32; 2]; 3] = layout.edge_masks(start, 8);
-            for (v, [left, right]) in edges.into_iter().enumerate() {
-                (masks[v], masks[3 + v]) = unsafe { (avx2_lanes(left), avx2_lanes(right)) };
-            }
+        let edges: [[u32; 2]; 3] = layout.edge_masks(start, 8);
+        for (v, [left, right]) in edges.into_iter().enumerate() {
+            (masks[v], masks[3 + v]) = unsafe { (avx2_lanes(left), avx2_lanes(right)) };
         }
         // Written by the assembly (ymm0-11: filter `i / 3`, vector `i % 3`).
         let mut acc = [_mm256_setzero_ps(); 12];
         /// The tile's sums over every input channel into ymm0-11, with column 2 of each
-        /// kernel row at `$kx2`, and columns 0 and 2 masked with `{m}`'s masks at bytes
-        /// `$left` and `$right` if given.
+        /// kernel row at `$kx2`, column 0 masked with `{m}`'s masks at byte `$left` and
+        /// column 2 with those at `$right` if given.
         macro_rules! accumulate {
-            ($kx2:literal $(, $left:literal, $right:literal)?) => {
+            ($kx2:literal, $left:literal $(, $right:literal)?) => {
                 asm!(
                     "vxorps ymm0, ymm0, ymm0",
                     "vxorps ymm1, ymm1, ymm1",
@@ -652,13 +646,13 @@ mod x86 {
                     "vxorps ymm10, ymm10, ymm10",
                     "vxorps ymm11, ymm11, ymm11",
                     "2:",
-                    tap!("{b0} + {q}", "0" $(, $left)?),
+                    tap!("{b0} + {q}", "0", $left),
                     tap!("{b0} + 4", "4"),
                     tap!(concat!("{b0}", $kx2), "8" $(, $right)?),
-                    tap!("{b1} + {q}", "12" $(, $left)?),
+                    tap!("{b1} + {q}", "12", $left),
                     tap!("{b1} + 4", "16"),
                     tap!(concat!("{b1}", $kx2), "20" $(, $right)?),
-                    tap!("{b2} + {q}", "24" $(, $left)?),
+                    tap!("{b2} + {q}", "24", $left),
                     tap!("{b2} + 4", "28"),
                     tap!(concat!("{b2}", $kx2), "32" $(, $right)?),
                     "add {b0}, {channel}",
@@ -677,8 +671,7 @@ mod x86 {
                     q = in(reg) q * 4,
                     filter = in(reg) filter * 4,
                     channel = in(reg) layout.channel() * 4,
-                    // Only where masked (`$left` names no value; it selects the operand).
-                    $(m = in(reg) { let _ = $left; masks.as_ptr() },)?
+                    m = in(reg) masks.as_ptr(),
                     out("ymm0") acc[0], out("ymm1") acc[1], out("ymm2") acc[2],
                     out("ymm3") acc[3], out("ymm4") acc[4], out("ymm5") acc[5],
                     out("ymm6") acc[6], out("ymm7") acc[7], out("ymm8") acc[8],
@@ -694,7 +687,7 @@ mod x86 {
         unsafe {
             match STRIDE {
                 1 => accumulate!(" + 8", "0", "96"),
-                _ => accumulate!(" + {q} + 4"),
+                _ => accumulate!(" + {q} + 4", "0"),
             }
             for (i, acc) in acc.iter().enumerate() {
                 let (o, v) = (i / 3, i % 3);
