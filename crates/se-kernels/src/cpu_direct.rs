@@ -570,30 +570,21 @@ mod x86 {
                 )
             };
         }
-        /// The 3 input vectors of one tap (`$at`: its address), with the lane masks at byte
-        /// `$m` of `{m}` if given, times the weight of each of the 4 filters at byte `$w` of
-        /// their rows: 12 FMAs, in `tile`'s order.
+        /// The 3 input vectors of one tap (`$at`: its address), ANDed with the lane masks at
+        /// byte `$m` of `{m}` if given, times the weight of each of the 4 filters at byte `$w`
+        /// of their rows: 12 FMAs, in `tile`'s order.
         #[rustfmt::skip]
         macro_rules! tap {
-            ($at:expr, $w:literal) => {
+            ($at:expr, $w:literal $(, $m:literal)?) => {
                 concat!(
                     "vmovups ymm12, [", $at, "]\n",
                     "vmovups ymm13, [", $at, " + 32]\n",
                     "vmovups ymm14, [", $at, " + 64]\n",
-                    filter!(concat!("{w0} + ", $w), "0", "1", "2"),
-                    filter!(concat!("{w0} + {filter} + ", $w), "3", "4", "5"),
-                    filter!(concat!("{w2} + ", $w), "6", "7", "8"),
-                    filter!(concat!("{w2} + {filter} + ", $w), "9", "10", "11"),
-                )
-            };
-            ($at:expr, $w:literal, $m:literal) => {
-                concat!(
-                    "vmovups ymm12, [", $at, "]\n",
-                    "vmovups ymm13, [", $at, " + 32]\n",
-                    "vmovups ymm14, [", $at, " + 64]\n",
-                    "vandps ymm12, ymm12, [{m} + ", $m, "]\n",
-                    "vandps ymm13, ymm13, [{m} + ", $m, " + 32]\n",
-                    "vandps ymm14, ymm14, [{m} + ", $m, " + 64]\n",
+                    $(
+                        "vandps ymm12, ymm12, [{m} + ", $m, "]\n",
+                        "vandps ymm13, ymm13, [{m} + ", $m, " + 32]\n",
+                        "vandps ymm14, ymm14, [{m} + ", $m, " + 64]\n",
+                    )?
                     filter!(concat!("{w0} + ", $w), "0", "1", "2"),
                     filter!(concat!("{w0} + {filter} + ", $w), "3", "4", "5"),
                     filter!(concat!("{w2} + ", $w), "6", "7", "8"),
