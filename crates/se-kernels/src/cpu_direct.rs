@@ -201,10 +201,11 @@ impl Layout {
     #[inline(always)]
     fn edge_masks<const T: usize>(&self, start: usize, lanes: usize) -> [[u32; 2]; T] {
         let row = self.row;
+        let all = u32::MAX >> (32 - lanes);
         let mut column = start % row; // of the vector's first position
         std::array::from_fn(|_| {
             let keep = |edge: usize| {
-                let mut keep = u32::MAX >> (32 - lanes);
+                let mut keep = all;
                 let mut lane = if edge >= column { edge } else { edge + row } - column;
                 while lane < lanes {
                     keep &= !(1 << lane);
@@ -212,7 +213,6 @@ impl Layout {
                 }
                 keep
             };
-            let all = u32::MAX >> (32 - lanes);
             let masks = [keep(0), if self.phases == 1 { keep(row - 1) } else { all }];
             column += lanes;
             while column >= row {
@@ -372,19 +372,17 @@ pub(crate) fn block<'o>(
         // SAFETY: `run` stored every value of the `channels` planes, which are all of `out`.
         return unsafe { assume_init_mut(out) };
     }
-    // Drop the rounding.
+    // Each plane without its rounding (rows have no border column: the plane is contiguous).
     for (plane, tile) in out
         .chunks_mut(rows * columns)
         .zip(tiles[..len].chunks(layout.positions))
     {
-        for (y, row) in plane.chunks_mut(columns).enumerate() {
-            for (o, v) in row.iter_mut().zip(&tile[y * layout.row..][..columns]) {
-                o.write(*v);
-            }
+        for (o, v) in plane.iter_mut().zip(tile) {
+            o.write(*v);
         }
     }
     // SAFETY: the loop above stored every value of every plane of `out` (`channels` planes
-    // of `rows` rows of `columns`, as asserted).
+    // of `rows · columns`, as asserted, each shorter than its tile's `positions`).
     unsafe { assume_init_mut(out) }
 }
 
@@ -477,7 +475,7 @@ unsafe fn tile<S: Simd, const T: usize, const O: usize, const STRIDE: usize>(
     // furthest tap reads at most `2 · row + 2` past it in its (phase) plane, inside `plane`.
     unsafe {
         // One filter per channel of the tile; past the block's last channel, its first filter
-        // again (in bounds; those rows of the tile are never copied out).
+        // again (in bounds; those rows of the tile are never stored).
         let filters: [*const f32; O] = std::array::from_fn(|o| {
             let channel = if first + o < channels { first + o } else { 0 };
             weights.add(channel * group_in * 9)
