@@ -273,3 +273,29 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Co
 fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn contiguous_keeps_an_ordered_tensor_and_copies_a_view() {
+        let values = TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]);
+        let ordered = FlexTensor::from_data(values.clone());
+        let kept = contiguous(ordered.clone());
+        assert!(
+            Arc::ptr_eq(&kept.data_arc(), &ordered.data_arc()),
+            "no copy"
+        );
+        // A transposed view (strides out of order) and a slice (an offset into a longer
+        // buffer) come back as their own values, in order.
+        let device = Default::default();
+        let tensor = Tensor::<Flex, 2>::from_data(values, &device);
+        let transposed = contiguous(tensor.clone().transpose().into_primitive().tensor());
+        assert_eq!(transposed.storage::<f32>(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        let row = contiguous(tensor.slice([1..2, 0..3]).into_primitive().tensor());
+        assert_eq!(row.storage::<f32>(), &[4.0, 5.0, 6.0]);
+    }
+}
