@@ -32,17 +32,18 @@ impl Kernels for Flex {
         // Any tensor not `f32`: Burn's ops, with the epilogue as it came. Otherwise each
         // tensor is moved out of it, not cloned: the clones of their layouts, and the copies
         // `to_contiguous` made of those, took ~1 µs of every SE layer's call at batch 1.
-        let excitation = epilogue.excitation.iter().flat_map(|e| {
-            let biases = [&e.reduce_bias, &e.expand_bias].map(|b| b.as_ref().map(|b| b.dtype()));
-            [Some(e.reduce.dtype()), Some(e.expand.dtype())]
-                .into_iter()
-                .chain(biases)
-        });
+        let e = epilogue.excitation.as_ref();
+        let optional = [
+            epilogue.residual.as_ref().map(|r| r.dtype()),
+            epilogue.input_means.as_ref().map(|m| m.dtype()),
+            e.map(|e| e.reduce.dtype()),
+            e.map(|e| e.expand.dtype()),
+            e.and_then(|e| e.reduce_bias.as_ref()).map(|b| b.dtype()),
+            e.and_then(|e| e.expand_bias.as_ref()).map(|b| b.dtype()),
+        ];
         let all_f32 = [x.dtype(), weight.dtype(), epilogue.bias.dtype()]
             .into_iter()
-            .chain(epilogue.residual.as_ref().map(|r| r.dtype()))
-            .chain(epilogue.input_means.as_ref().map(|m| m.dtype()))
-            .chain(excitation.flatten())
+            .chain(optional.into_iter().flatten())
             .all(|dtype| dtype == DType::F32);
         if !all_f32 {
             return burn_ops::convolution_fused::<Flex>(x, weight, options, epilogue);
@@ -55,14 +56,12 @@ impl Kernels for Flex {
             plane_means: take_means,
             input_means,
         } = epilogue;
-        let flat = |t: Tensor<Flex, 1>| contiguous(t.into_primitive().tensor());
-        let bias = flat(bias);
-        let residual = residual.map(|r| contiguous(r.into_primitive().tensor()));
-        let input_means = input_means.map(|m| contiguous(m.into_primitive().tensor()));
+        let bias = primitive(bias);
+        let residual = residual.map(primitive);
+        let input_means = input_means.map(primitive);
         let excitation = excitation.map(|e| {
-            let [reduce, expand] =
-                [e.reduce, e.expand].map(|w| contiguous(w.into_primitive().tensor()));
-            let biases = [e.reduce_bias, e.expand_bias].map(|b| b.map(flat));
+            let [reduce, expand] = [e.reduce, e.expand].map(primitive);
+            let biases = [e.reduce_bias, e.expand_bias].map(|b| b.map(primitive));
             (reduce, expand, biases, e.gate)
         });
         let (x, weight) = (contiguous(x), contiguous(weight));
@@ -248,6 +247,11 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
         && layout.start_offset() == 0
         && t.bytes().len() == layout.num_elements() * t.dtype().size();
     if whole { t } else { t.to_contiguous() }
+}
+
+/// `t`'s flex tensor, [`contiguous`].
+fn primitive<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    contiguous(t.into_primitive().tensor())
 }
 
 fn all_f32(tensors: &[&FlexTensor]) -> bool {
