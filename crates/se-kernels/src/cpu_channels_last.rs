@@ -1,9 +1,11 @@
 //! Direct convolution through a channels-last copy of the input, for layers with a spatial
-//! kernel that the bordered-plane kernel (`cpu_direct`) does not take: planes narrower than 8
-//! (ResNet-50's 7x7 ones from batch 21), stride 2 with more than 64 input channels (ResNet-50's
-//! downsampling 3x3 layers), other kernel sizes (the 7x7 stem) — where the weights are reused
-//! over at least 784 output pixels (see [`applies`]; at batch 1 that leaves ResNet-50 its stem
-//! and its first downsampling 3x3 layer).
+//! kernel that the bordered-plane kernel (`cpu_direct`) does not take: kernels other than 3x3
+//! (the 7x7 stem; 5x5), 3x3 ones at stride 3 or more, with padding other than 1 or dilated,
+//! and, except on AVX-512, stride-2 3x3 ones with more than 64 input channels per group —
+//! where the weights are reused over at least 784 output pixels (see [`applies`]). Of the
+//! models, that is the stem, and off AVX-512 ResNet-50's wider downsampling 3x3 layers; until
+//! session 26 it was those everywhere and, from batch 16, ResNet-50's 7x7 layers, which
+//! `cpu_direct` now runs faster.
 //!
 //! Each image is copied once into a zero-padded channels-last buffer `[H + 2p, W + 2p, C_in]`.
 //! The register tile is `P` output pixels by `CV` vectors of output channels: for each kernel tap

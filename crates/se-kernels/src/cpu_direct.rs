@@ -123,14 +123,31 @@ impl Isa {
     }
 }
 
-/// Whether the direct kernel computes this convolution: 3x3, padding 1, no dilation, at least
-/// [`OUT_BLOCK`] output channels per group (fewer would leave most of each tile unused) and
-/// output planes at least 8 wide (a 7x7 plane computes 64 positions for 49 outputs, and the
-/// channels-last kernel or im2col + GEMM measured as fast or faster there, where the 8x8 and
-/// 14x14 planes ran up to twice as fast here); stride 1, or stride 2 with at most 64 input
-/// channels per group (ResNet-20's downsampling layers ran 15-25% faster than by im2col +
-/// GEMM; with 128 and more, as ResNet-50's, the four phase planes of every channel outgrow the
-/// caches and im2col + GEMM ran up to 1.8x faster). `examples/direct.rs`, on AVX2.
+/// Whether the direct kernel computes this convolution: 3x3, padding 1, no dilation, stride 1
+/// or 2 (wide stride-2 layers on AVX-512 only); any number of channels per group, planes of any
+/// size. Until session 26 it took only part of these, by rules measured on AVX2 before the edge
+/// masks (session 24). Measured again on AVX-512 (median ms, against the path each layer took
+/// before), it is the faster path on all of them:
+///
+/// - **Stride 2 with more than 64 input channels per group**, on AVX-512 (where the four
+///   phase planes of every channel had outgrown the caches and im2col + GEMM ran up to 1.8x
+///   faster on AVX2, which keeps the old rule: [`wide_stride_2_pays`]). ResNet-50's
+///   downsampling layers, alternating call by call with the channels-last kernel or im2col +
+///   GEMM, ran in 0.68–0.91 of their time at batch 1, 0.85–0.98 at 8 and 0.78–0.92 at 16
+///   (128x56² ×1.02 in one of two runs at 16). SE-ResNet-50 pass by pass: ×0.990 at batch 1,
+///   ×0.994 at 8.
+/// - **Planes narrower than 8**, where a 7x7 plane computes 64 positions for 49 outputs.
+///   ResNet-50's 512x7² layer: 1.33 against 1.53–1.90 by im2col + GEMM at batch 1, 10.6
+///   against 11.3 at 8, 21.4 against 26.5 by the channels-last kernel at 16, 42.8 against 42.0
+///   at 32. SE-ResNeXt-50's grouped 1024x7² layer (32 channels per group): 0.18 against 0.52
+///   at batch 1, 1.48 against 2.22 at 8. Pass by pass at batch 1: SE-ResNet-50 ×0.993 (×0.985
+///   at 8), SE-ResNeXt-50 and SE-ResNet-18 ×0.980.
+/// - **Groups of fewer than [`OUT_BLOCK`] output channels**, where most of each tile's
+///   channels go unused (but each group's GEMM is as few rows high). SE-ResNeXt-50's first
+///   stage (128x56², 32 groups of 4): 0.28 against 0.73 at batch 1, 5.6 against 6.5–6.9 at
+///   16, the same at 8 (2.6–2.8); its input gradient 0.28 against 1.3, 2.7 against 4.2–4.6
+///   and 5.6 against 8.6; its stride-2 form 0.13 against 0.35. SE-ResNeXt-50 pass by pass
+///   ×0.976 at batch 1, ×0.995 at 8.
 pub(crate) fn applies(g: &ConvGeometry) -> bool {
     enabled() && takes(g)
 }
@@ -138,11 +155,17 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// Whether [`applies`] holds, `SE_KERNELS_DIRECT` aside: the geometry rule alone.
 pub(crate) fn takes(g: &ConvGeometry) -> bool {
     g.kernel == [3, 3]
-        && (g.stride == [1, 1] || (g.stride == [2, 2] && g.c_in / g.groups <= 64))
+        && (g.stride == [1, 1] || (g.stride == [2, 2] && wide_stride_2_pays(g)))
         && g.padding == [1, 1]
         && g.dilation == [1, 1]
-        && g.c_out / g.groups >= OUT_BLOCK
-        && g.output_size()[1] >= 8
+}
+
+/// Whether a stride-2 layer runs here: with at most 64 input channels per group on any ISA;
+/// with more, on AVX-512 only. Forced onto AVX2 on the same machine, the direct kernel took
+/// 0.94–1.09 of the other paths' time on ResNet-50's wider stride-2 layers at batch 1 and 8,
+/// more on four of the six (while the narrow planes and small groups gained there too).
+fn wide_stride_2_pays(g: &ConvGeometry) -> bool {
+    g.c_in / g.groups <= 64 || Isa::selected() == Isa::Avx512
 }
 
 /// Whether the direct kernel runs at all: `SE_KERNELS_DIRECT=0` sends every convolution to the
@@ -773,6 +796,21 @@ mod tests {
             strided(3, 8, 16, 16, 1, 2),
             strided(5, 11, 17, 15, 1, 2),
             strided(4, 16, 9, 20, 2, 2),
+            // Groups of fewer output channels than a block: 4 (ResNeXt's first stage), 1,
+            // and 2 at stride 2.
+            geometry(8, 8, 9, 9, 2),
+            geometry(6, 6, 5, 11, 6),
+            strided(8, 4, 9, 9, 2, 2),
+            // Planes narrower than a vector: ResNet-50's 7x7, and down to a single pixel
+            // (every tap but the centre's in the padding), at both strides.
+            geometry(4, 8, 7, 7, 1),
+            geometry(6, 16, 7, 7, 2),
+            geometry(3, 9, 4, 5, 1),
+            geometry(2, 8, 2, 3, 1),
+            geometry(2, 8, 1, 1, 1),
+            strided(4, 8, 7, 7, 1, 2),
+            strided(3, 8, 3, 2, 1, 2),
+            strided(2, 8, 1, 1, 1, 2),
             // Stride 1 again, on the buffer the stride-2 cases left behind.
             geometry(5, 11, 9, 17, 1),
         ] {

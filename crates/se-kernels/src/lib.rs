@@ -247,7 +247,10 @@ mod tests {
             // batch 1 in two blocks, the second of two channels, batch 1 on one thread (one
             // block), grouped with images in parallel, grouped at batch 1 with more outputs
             // than inputs per group, a 15-wide plane (a tile of fewer vectors at its end) with
-            // images in parallel and a channel tail.
+            // images in parallel and a channel tail, planes narrower than a vector (7x7 at
+            // batch 1 with a channel tail, 2x3 with images in parallel; their input gradient
+            // by im2col + GEMM), groups of fewer channels than a block (4 at batch 1, 2 with
+            // images in parallel).
             ([1, 8, 9, 17], 26, 3, 1, 1, 1, 1),
             ([1, 9, 64, 64], 26, 3, 1, 1, 1, 1),
             ([1, 8, 9, 17], 10, 3, 1, 1, 1, 1),
@@ -255,15 +258,22 @@ mod tests {
             ([many, 16, 6, 16], 16, 3, 1, 1, 1, 2),
             ([1, 16, 5, 16], 32, 3, 1, 1, 1, 2),
             ([many.max(5), 4, 15, 15], 18, 3, 1, 1, 1, 1),
+            ([1, 8, 7, 7], 18, 3, 1, 1, 1, 1),
+            ([many, 4, 2, 3], 8, 3, 1, 1, 1, 1),
+            ([1, 16, 9, 9], 16, 3, 1, 1, 1, 4),
+            ([many, 6, 8, 8], 6, 3, 1, 1, 1, 3),
             // Its stride-2 form (the input gradient stays im2col): batch 1, odd sizes with
-            // images in parallel.
+            // images in parallel, a 4x4 output, groups of 4, more than 64 input channels (on AVX-512).
             ([1, 6, 64, 64], 20, 3, 2, 1, 1, 1),
             ([many, 5, 17, 19], 9, 3, 2, 1, 1, 1),
+            ([1, 6, 7, 7], 16, 3, 2, 1, 1, 1),
+            ([1, 8, 9, 9], 8, 3, 2, 1, 1, 2),
+            ([1, 72, 9, 9], 16, 3, 2, 1, 1, 1),
             // The channels-last kernel (forward; at least 784 output pixels): stride 2 at
             // batch 1 split over units, a 7-wide plane with images in parallel and a channel
             // tail, a 7x7 stem, 16 input channels (the tiled transposes).
             ([1, 6, 64, 64], 20, 5, 2, 2, 1, 1),
-            ([many.max(21), 4, 7, 7], 18, 3, 1, 1, 1, 1),
+            ([many.max(21), 4, 7, 7], 18, 5, 1, 2, 1, 1),
             ([1, 3, 64, 64], 16, 7, 2, 3, 1, 1),
             ([1, 16, 64, 64], 32, 5, 2, 2, 1, 1),
         ];
