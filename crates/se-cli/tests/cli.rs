@@ -244,6 +244,11 @@ fn train_then_eval_and_predict_digits() {
         "{stdout}"
     );
     assert!(stdout.contains("confusion matrix"), "{stdout}");
+    // `--limit`: that many test digits, spread over the set.
+    let output = se(&["eval", "--run-dir", "run", "--limit", "100"], dir.path());
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains(": 100 images"), "{stdout}");
 
     // What the excitations learned, with the last stage's replaced by constants.
     let output = se(

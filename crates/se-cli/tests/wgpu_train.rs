@@ -1,7 +1,10 @@
 //! `se train` on the wgpu backend (run by `cargo xtask test` with `--features wgpu` when a Vulkan
 //! driver is installed; on a machine without a GPU, `SE_DEVICE=cpu` selects Mesa's lavapipe).
-//! Software Vulkan is slow (seconds per step of SE-ResNet-20), so the run is short: two epochs
-//! over 160 digits, in which the training loss must fall and the model beat chance.
+//! Software Vulkan is slow (about 1.4 s per training image of SE-ResNet-20 on a 2-core AMD EPYC
+//! without AVX-512, 0.4 s per evaluated one), so the runs are short: two epochs over 64 digits in
+//! batches of 8, in which the training loss must fall and the model beat chance. (Two epochs
+//! over 160 digits in batches of 16, with 100 test digits, took this suite past 20 minutes on
+//! that machine and CI past its limit; the backends test checks the values on wgpu.)
 #![cfg(feature = "wgpu")]
 
 use std::path::Path;
@@ -37,7 +40,7 @@ fn text(output: &Output) -> String {
 #[test]
 fn a_short_training_run_on_wgpu_learns() {
     let dir = tempfile::tempdir().unwrap();
-    let args = "train --epochs 2 --train-limit 160 --test-limit 100 --batch-size 16 --lr 0.05 \
+    let args = "train --epochs 2 --train-limit 64 --test-limit 50 --batch-size 8 --lr 0.05 \
                 --warmup-epochs 0 --workers 1 --run-dir run";
     let output = Command::new(env!("CARGO_BIN_EXE_se"))
         .args(args.split_whitespace())
@@ -68,7 +71,7 @@ fn a_short_training_run_on_wgpu_learns() {
 #[test]
 fn half_precision_trains_and_predicts_on_wgpu() {
     let dir = tempfile::tempdir().unwrap();
-    let args = "train --precision f16 --epochs 2 --train-limit 96 --test-limit 100 --batch-size 16 \
+    let args = "train --precision f16 --epochs 2 --train-limit 48 --test-limit 50 --batch-size 8 \
                 --lr 0.05 --warmup-epochs 0 --workers 1 --run-dir run";
     let args: Vec<&str> = args.split_whitespace().collect();
     let output = se(&args, dir.path());
@@ -87,7 +90,15 @@ fn half_precision_trains_and_predicts_on_wgpu() {
     // The weights were saved in f32: evaluate them in both precisions.
     let top1 = |precision: &str| {
         let output = se(
-            &["eval", "--run-dir", "run", "--precision", precision],
+            &[
+                "eval",
+                "--run-dir",
+                "run",
+                "--limit",
+                "50",
+                "--precision",
+                precision,
+            ],
             dir.path(),
         );
         let text = text(&output);
@@ -102,8 +113,10 @@ fn half_precision_trains_and_predicts_on_wgpu() {
             .unwrap()
     };
     let (half, full) = (top1("f16"), top1("f32"));
+    // The run's 50 test digits (the whole test split, 2,000, took minutes a precision here);
+    // two of them may flip between the precisions.
     assert!(
-        (half - full).abs() <= 5.0,
+        (half - full).abs() <= 4.0 + 1e-9,
         "top-1 f16 {half}% vs f32 {full}%"
     );
 

@@ -425,7 +425,9 @@ impl Dataset<crate::data::ImageItem> for EvenSubset {
     }
 }
 
-fn limit(dataset: ImageDataset, limit: Option<usize>) -> ImageDataset {
+/// `dataset`, or with a `limit` shorter than it, that many of its images spread evenly over it
+/// (`se train --train-limit`/`--test-limit`, `se eval --limit`).
+pub fn limit(dataset: ImageDataset, limit: Option<usize>) -> ImageDataset {
     match limit {
         Some(len) if len < dataset.len() => Arc::new(EvenSubset {
             inner: dataset,

@@ -50,6 +50,9 @@ pub struct EvalArgs {
     /// Data to evaluate on (its test split); default the run's own dataset.
     #[command(flatten)]
     pub data: DataArgs,
+    /// Evaluate on N test images only, spread evenly over the set (as `se train --test-limit`).
+    #[arg(long)]
+    pub limit: Option<usize>,
     /// Images per batch.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
@@ -119,7 +122,8 @@ pub(crate) fn run_model_and_data<B: Backend>(
 fn eval_on<B: Backend>(args: &EvalArgs, device: &B::Device) -> Result<()> {
     let (weights, model, info, data) = run_model_and_data::<B>(&args.weights, &args.data, device)?;
     let model = model.fold_batch_norms();
-    let report = se_train::evaluate(&model, data.test, &info, args.batch_size, device);
+    let test = se_train::train::limit(data.test, args.limit);
+    let report = se_train::evaluate(&model, test, &info, args.batch_size, device);
     if let Some(error) = data.faults.first() {
         bail!("{error} (the evaluation stopped being valid there)");
     }
