@@ -47,6 +47,17 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
     let output = se(&["summary", "--model", "nope"], dir.path());
     assert_eq!(output.status.code(), Some(1));
 
+    let output = se(
+        &["eval", "--run-dir", "nowhere", "--limit", "0"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("error: --limit 0: there is nothing"),
+        "{stderr}"
+    );
+
     // A CPU backend has one device: asking for two says so, before any run folder is made.
     let output = se(
         &["train", "--devices", "0,1", "--run-dir", "two"],

@@ -62,6 +62,10 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    // As `se train --test-limit 0`: no images is no evaluation, not a top-1 of 0%.
+    if args.limit == Some(0) {
+        bail!("--limit 0: there is nothing to evaluate; give at least 1 image");
+    }
     backend::run_with_precision(args.precision, vec![backend::device()?], args)
 }
 
