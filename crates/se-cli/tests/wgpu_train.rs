@@ -1,10 +1,11 @@
 //! `se train` on the wgpu backend (run by `cargo xtask test` with `--features wgpu` when a Vulkan
 //! driver is installed; on a machine without a GPU, `SE_DEVICE=cpu` selects Mesa's lavapipe).
 //! Software Vulkan is slow (about 1.4 s per training image of SE-ResNet-20 on a 2-core AMD EPYC
-//! without AVX-512, 0.4 s per evaluated one), so the runs are short: two epochs over 64 digits in
-//! batches of 8, in which the training loss must fall and the model beat chance. (Two epochs
-//! over 160 digits in batches of 16, with 100 test digits, took this suite past 20 minutes on
-//! that machine and CI past its limit; the backends test checks the values on wgpu.)
+//! without AVX-512), so the runs are short: two epochs over 64 digits in batches of 8, in which
+//! the training loss must fall and the model beat chance, and evaluation on the run's 50 test
+//! digits. (With 160 digits in batches of 16, and the f16 test's evaluations over the whole
+//! 2,000-digit test split, this suite ran past 25 minutes on that machine and CI past its
+//! limit; the backends test checks the values on wgpu.)
 #![cfg(feature = "wgpu")]
 
 use std::path::Path;
