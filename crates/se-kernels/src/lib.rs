@@ -214,9 +214,27 @@ mod tests {
     use burn::tensor::activation::relu;
     use burn::tensor::{Distribution, Tolerance};
 
-    fn assert_close<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) {
-        let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
-        a.into_data().assert_approx_eq(&b.into_data(), tolerance);
+    /// `actual` against `expected` up to the rounding of sums taken in another order. That
+    /// rounding scales with a sum's terms, not with its result: an entry that cancels to near
+    /// zero keeps its terms' error (one such entry, 1e-4 off at -0.42 in a gradient of entries
+    /// near 50, failed a per-entry bound). So the bound is 1e-4 of the entry (absolute below
+    /// 1) plus 2e-5 of the tensor's largest entry; a missing or misplaced term is far above it.
+    fn assert_close<B: Backend, const D: usize>(
+        actual: Tensor<B, D>,
+        expected: Tensor<B, D>,
+        what: &str,
+    ) {
+        assert_eq!(actual.dims(), expected.dims(), "{what}: shape");
+        let actual = actual.into_data().to_vec::<f32>().unwrap();
+        let expected = expected.into_data().to_vec::<f32>().unwrap();
+        let scale = expected.iter().fold(0.0f32, |m, e| m.max(e.abs()));
+        for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+            let bound = 1e-4 * e.abs().max(1.0) + 2e-5 * scale;
+            assert!(
+                (a - e).abs() <= bound,
+                "{what}: entry {i} is {a}, expected {e} (bound {bound:e}, largest entry {scale})"
+            );
+        }
     }
 
     type AB = Autodiff<Flex>;
@@ -301,21 +319,29 @@ mod tests {
                 Some(bias.clone()),
                 options,
             );
-            assert_eq!(ours.dims(), burns.dims());
-            assert_close(ours.clone().inner(), burns.clone().inner());
+            let case = format!("{:?}", ([n, c, h, w], co, k, s, p, d, groups));
+            assert_close(
+                ours.clone().inner(),
+                burns.clone().inner(),
+                &format!("{case} output"),
+            );
             // A loss that weights each output differently, so every gradient entry is checked.
             let probe =
                 Tensor::<AB, 4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
             let grads_ours = (ours * probe.clone()).sum().backward();
             let grads_burns = (burns * probe).sum().backward();
-            for (a, b) in [
-                (x.grad(&grads_ours), x.grad(&grads_burns)),
-                (weight.grad(&grads_ours), weight.grad(&grads_burns)),
+            for (what, a, b) in [
+                ("input gradient", x.grad(&grads_ours), x.grad(&grads_burns)),
+                (
+                    "weight gradient",
+                    weight.grad(&grads_ours),
+                    weight.grad(&grads_burns),
+                ),
             ] {
-                assert_close(a.unwrap(), b.unwrap());
+                assert_close(a.unwrap(), b.unwrap(), &format!("{case} {what}"));
             }
             let (a, b) = (bias.grad(&grads_ours), bias.grad(&grads_burns));
-            assert_close(a.unwrap(), b.unwrap());
+            assert_close(a.unwrap(), b.unwrap(), &format!("{case} bias gradient"));
         }
     }
 
@@ -387,7 +413,11 @@ mod tests {
             let column = |t: &Tensor<AB, 2>| t.clone().reshape([n * c, 1]);
             let affine_ours = plane_affine(x.clone(), scale.clone(), shift.clone(), None, false);
             let affine_burns = (planes() * column(&scale) + column(&shift)).reshape([n, c, h, w]);
-            assert_close(affine_ours.clone().inner(), affine_burns.clone().inner());
+            assert_close(
+                affine_ours.clone().inner(),
+                affine_burns.clone().inner(),
+                "affine",
+            );
             let fused_ours = plane_affine(
                 x.clone(),
                 scale.clone(),
@@ -396,7 +426,11 @@ mod tests {
                 true,
             );
             let fused_burns = relu(affine_burns.clone() + residual.clone());
-            assert_close(fused_ours.clone().inner(), fused_burns.clone().inner());
+            assert_close(
+                fused_ours.clone().inner(),
+                fused_burns.clone().inner(),
+                "fused",
+            );
             let (mean_ours, var_ours) = plane_moments(x.clone());
             let mean_burns = planes().mean_dim(1);
             let var_burns = (planes() - mean_burns.clone())
@@ -404,8 +438,16 @@ mod tests {
                 .mean_dim(1)
                 .reshape([n, c]);
             let mean_burns = mean_burns.reshape([n, c]);
-            assert_close(mean_ours.clone().inner(), mean_burns.clone().inner());
-            assert_close(var_ours.clone().inner(), var_burns.clone().inner());
+            assert_close(
+                mean_ours.clone().inner(),
+                mean_burns.clone().inner(),
+                "mean",
+            );
+            assert_close(
+                var_ours.clone().inner(),
+                var_burns.clone().inner(),
+                "variance",
+            );
 
             let loss = |affine: Tensor<AB, 4>,
                         fused: Tensor<AB, 4>,
@@ -419,10 +461,22 @@ mod tests {
             let ours = loss(affine_ours, fused_ours, mean_ours, var_ours).backward();
             let burns = loss(affine_burns, fused_burns, mean_burns, var_burns).backward();
             let (a, b) = (residual.grad(&ours), residual.grad(&burns));
-            assert_close(a.unwrap(), b.unwrap());
-            assert_close(x.grad(&ours).unwrap(), x.grad(&burns).unwrap());
-            assert_close(scale.grad(&ours).unwrap(), scale.grad(&burns).unwrap());
-            assert_close(shift.grad(&ours).unwrap(), shift.grad(&burns).unwrap());
+            assert_close(a.unwrap(), b.unwrap(), "residual gradient");
+            assert_close(
+                x.grad(&ours).unwrap(),
+                x.grad(&burns).unwrap(),
+                "input gradient",
+            );
+            assert_close(
+                scale.grad(&ours).unwrap(),
+                scale.grad(&burns).unwrap(),
+                "scale gradient",
+            );
+            assert_close(
+                shift.grad(&ours).unwrap(),
+                shift.grad(&burns).unwrap(),
+                "shift gradient",
+            );
         }
     }
 
@@ -519,10 +573,10 @@ mod tests {
                 if !with_excitation {
                     expected_means = plane_means(expected.clone());
                 }
-                assert_close(ours, expected);
+                assert_close(ours, expected, &format!("case {case} output"));
                 assert_eq!(means.is_some(), with_means);
                 if let Some(means) = means {
-                    assert_close(means, expected_means);
+                    assert_close(means, expected_means, &format!("case {case} means"));
                 }
             }
         }
