@@ -21,12 +21,18 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
+/// The standard error of a run refused as bad input is: exit code 1 (a panic would exit 101).
+fn error_text(output: &Output) -> String {
+    let (_, stderr) = text(output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 #[test]
 fn bad_model_name_and_missing_dataset_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let output = se(&["train", "--model", "se_resnet51"], dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.starts_with("error: unknown model `se_resnet51`; known models: resnet18,"),
         "{stderr}"
@@ -37,22 +43,20 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
         &["train", "--dataset", "cifar10", "--data-dir", "nowhere"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("nowhere: CIFAR folder not found"),
         "{stderr}"
     );
 
     let output = se(&["summary", "--model", "nope"], dir.path());
-    assert_eq!(output.status.code(), Some(1));
+    error_text(&output);
 
     let output = se(
         &["eval", "--run-dir", "nowhere", "--limit", "0"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.starts_with("error: --limit 0: there is nothing"),
         "{stderr}"
@@ -63,8 +67,7 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
         &["train", "--devices", "0,1", "--run-dir", "two"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("the flex backend has no device 1: it runs on one device, the CPU"),
         "{stderr}"
@@ -76,8 +79,7 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
         &["train", "--precision", "f16", "--run-dir", "half"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr
             .contains("the flex backend computes in f32 only; --precision f16 needs a GPU backend"),
@@ -89,8 +91,7 @@ fn bad_model_name_and_missing_dataset_are_clear_errors() {
         &["predict", "--run-dir", "missing-run", "x.png"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("missing-run: no best-model.mpk or model.mpk"),
         "{stderr}"
@@ -296,8 +297,7 @@ fn train_then_eval_and_predict_digits() {
         &["analyze", "--run-dir", "run", "--classes", "3,x"],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(stderr.contains("--classes: no class `x`"), "{stderr}");
 
     // Five held-out digits as PNG files; this short run (about 89% test accuracy) must get at
@@ -336,8 +336,7 @@ fn train_then_eval_and_predict_digits() {
         &["predict", "--run-dir", "run", bad.to_str().unwrap()],
         dir.path(),
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(stderr.contains("bad.png: cannot decode image"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -427,8 +426,7 @@ fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
     }
     let args = "eval --run-dir folder-run --dataset folder --data-dir renamed --image-size 32";
     let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("class 1 is `squares` in the data, `square` in the run"),
         "{stderr}"
@@ -442,8 +440,7 @@ fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
     let args = "train --dataset folder --data-dir renamed --image-size 32 --model se_resnet20 \
                 --epochs 1 --batch-size 4 --workers 1 --run-dir broken-run";
     let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(stderr.contains("0.png: cannot decode image"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
@@ -451,8 +448,7 @@ fn trains_on_cifar10_and_image_folders_given_on_the_command_line() {
     std::fs::create_dir_all(renamed.join("train/triangle")).unwrap();
     let args = "train --dataset folder --data-dir renamed --image-size 32 --run-dir empty-run";
     let output = se(&args.split_whitespace().collect::<Vec<_>>(), dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("triangle: a class folder without images"),
         "{stderr}"
@@ -550,8 +546,7 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
         "bad.mpk",
     ];
     let output = se(&args, dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("w.safetensors: the checkpoint does not fit the model"),
         "{stderr}"
@@ -581,8 +576,7 @@ fn import_logits_and_export_round_trip_through_the_command_line() {
         "z.npy",
     ];
     let output = se(&args, dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("gray.npy: expected shape [N, 3, H, W], found [1, 1, 32, 32]"),
         "{stderr}"
@@ -658,8 +652,7 @@ fn bench_alternates_models_and_compares_each_with_the_first() {
     assert_eq!(rows[0]["time_ratio"], 1.0, "the first against itself");
 
     let output = se(&["bench", "--alternate", "-m", "resnet20"], dir.path());
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = error_text(&output);
     assert!(stderr.contains("two or more models"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -894,20 +887,17 @@ fn fine_tunes_pretrained_weights_with_frozen_parts() {
         "--model resnet18 --layout torchvision --freeze layer2",
         "not-a-prefix",
     );
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(
         stderr.contains("--freeze layer2: the frozen parts are a prefix"),
         "{stderr}"
     );
     let output = train("--layout torchvision --model resnet34", "wrong-model");
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(stderr.contains("missing from the checkpoint"), "{stderr}");
     assert!(stderr.contains("layer1.2.conv1.weight"), "{stderr}");
     let output = train("--model resnet18 --mean 0.5 --std 0.25", "one-channel-mean");
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = error_text(&output);
     assert!(stderr.contains("one value per channel"), "{stderr}");
     for run in ["not-a-prefix", "wrong-model", "one-channel-mean"] {
         assert!(!dir.path().join(run).exists(), "{run}");
